@@ -1,0 +1,3 @@
+from rtmprelay.tap import main
+
+main()

@@ -1,0 +1,273 @@
+"""The RTMP server: a thin Twisted protocol around ``ServerSession``.
+
+It feeds bytes to the session, acts on its events through the stream
+registry, and closes only its own connection, with one log line naming what
+was wrong and where, when the peer breaks the protocol.
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.internet import interfaces
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from rtmprelay.errors import ProtocolError
+from rtmprelay.media import flv
+from rtmprelay.rtmp import messages as m
+from rtmprelay.rtmp import session as s
+from rtmprelay.rtmp.amf0 import ECMAArray
+from rtmprelay.rtmp.connection import ConnectionConfig, HandshakeCompleted
+from rtmprelay.rtmp.messages import MessageType
+from rtmprelay.relay.registry import LiveStream, StreamRegistry
+from rtmprelay.relay.transport import set_tcp_nodelay
+
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+CLOSE_GRACE_SECONDS = 5.0
+#: A player whose socket is this far behind loses frames up to the next keyframe
+#: instead of growing our memory (nginx-rtmp drops on slow clients likewise).
+DEFAULT_PLAYER_BUFFER_BYTES = 8 * 1024 * 1024
+
+
+@attrs.frozen
+class ServerConfig:
+    connection: ConnectionConfig = ConnectionConfig()
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    player_buffer_bytes: int = DEFAULT_PLAYER_BUFFER_BYTES
+
+
+class RTMPServerProtocol(Protocol):
+    log = Logger()
+
+    def __init__(self, registry: StreamRegistry, config: ServerConfig, clock) -> None:
+        self.registry = registry
+        self.config = config
+        self.clock = clock
+        self.session = s.ServerSession(config.connection)
+        self._published: dict[int, LiveStream] = {}
+        self._players: dict[int, _PlayerSink] = {}
+        self._handshake_timer = None
+        self._closed = False
+        self._lost = False
+        self.peer = "?"
+
+    # -- Twisted -----------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        set_tcp_nodelay(self.transport)
+        peer = self.transport.getPeer()
+        self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        self._handshake_timer = self.clock.callLater(self.config.handshake_timeout, self._handshake_timed_out)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closed:
+            return
+        try:
+            events = self.session.receive_data(data)
+            for event in events:
+                handler = _EVENT_HANDLERS.get(type(event))
+                if handler is not None:
+                    handler(self, event)
+        except ProtocolError as error:
+            self.log.warn(
+                "closing RTMP connection from {peer}: {what} (at {where})",
+                peer=self.peer,
+                what=error.what,
+                where=error.where or "?",
+                error_type=type(error).__name__,
+            )
+            self._flush()
+            self._close()
+            return
+        self._flush()
+
+    def connectionLost(self, reason=None) -> None:
+        self._closed = True
+        self._lost = True
+        self._cancel_handshake_timer()
+        for stream in list(self._published.values()):
+            self.registry.stop(stream)
+        self._published.clear()
+        for player in list(self._players.values()):
+            self.registry.unsubscribe(player.path, player)
+        self._players.clear()
+
+    # -- Publisher interface for the registry's backpressure ------------------------
+
+    def pause_reading(self) -> None:
+        self.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        if not self._closed:
+            self.transport.resumeProducing()
+
+    # -- session events --------------------------------------------------------------
+
+    def _on_handshake_completed(self, event) -> None:
+        self._cancel_handshake_timer()
+
+    def _on_connect(self, event: s.ConnectRequested) -> None:
+        self.log.debug("connect from {peer} app={app}", peer=self.peer, app=event.app)
+        self.session.accept_connect()
+
+    def _on_publish(self, event: s.PublishRequested) -> None:
+        stream = self.registry.start(event.path, self)
+        if stream is None:
+            self.log.warn("rejecting publish of {path} from {peer}: already being published", path=event.path, peer=self.peer)
+            self.session.reject_publish(event.stream_id, s.Status.PUBLISH_BAD_NAME, f"{event.path} is already being published.")
+            return
+        self._published[event.stream_id] = stream
+        self.session.accept_publish(event.stream_id)
+        self.log.info("publish {path} from {peer}", path=event.path, peer=self.peer)
+
+    def _on_metadata(self, event: s.MetadataReceived) -> None:
+        stream = self._published.get(event.stream_id)
+        if stream is not None:
+            stream.publish_metadata(event.metadata)
+
+    def _on_media(self, event: s.MediaReceived) -> None:
+        stream = self._published.get(event.stream_id)
+        if stream is not None:
+            stream.publish_media(event.type_id, event.timestamp, event.payload)
+
+    def _on_publish_ended(self, event: s.PublishEnded) -> None:
+        stream = self._published.pop(event.stream_id, None)
+        if stream is not None:
+            self.registry.stop(stream)
+
+    def _on_play(self, event: s.PlayRequested) -> None:
+        self.session.accept_play(event.stream_id)
+        player = _PlayerSink(self, event.stream_id, event.path, self.config.player_buffer_bytes)
+        self._players[event.stream_id] = player
+        live = self.registry.subscribe(event.path, player)
+        self.log.info("play {path} to {peer}{waiting}", path=event.path, peer=self.peer, waiting="" if live else " (waiting for publisher)")
+
+    def _on_play_ended(self, event: s.PlayEnded) -> None:
+        player = self._players.pop(event.stream_id, None)
+        if player is not None:
+            self.registry.unsubscribe(player.path, player)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        data = self.session.data_to_send()
+        if data and not self._closed:
+            self.transport.write(data)
+
+    def _close(self) -> None:
+        # loseConnection, not abort: what we queued (an onStatus error) goes out first.
+        if self._closed:
+            return
+        self._closed = True
+        self.transport.loseConnection()
+        # A peer that stops reading would keep a half-closed socket forever.
+        self.clock.callLater(CLOSE_GRACE_SECONDS, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        if not self._lost:
+            self.transport.abortConnection()
+
+    def _handshake_timed_out(self) -> None:
+        self._handshake_timer = None
+        if not self.session.connection.handshake_done:
+            self.log.warn(
+                "closing RTMP connection from {peer}: handshake not finished within {timeout} s (at handshake)",
+                peer=self.peer,
+                timeout=self.config.handshake_timeout,
+            )
+            self._close()
+
+    def _cancel_handshake_timer(self) -> None:
+        if self._handshake_timer is not None and self._handshake_timer.active():
+            self._handshake_timer.cancel()
+        self._handshake_timer = None
+
+
+_EVENT_HANDLERS = {
+    HandshakeCompleted: RTMPServerProtocol._on_handshake_completed,
+    s.ConnectRequested: RTMPServerProtocol._on_connect,
+    s.PublishRequested: RTMPServerProtocol._on_publish,
+    s.MetadataReceived: RTMPServerProtocol._on_metadata,
+    s.MediaReceived: RTMPServerProtocol._on_media,
+    s.PublishEnded: RTMPServerProtocol._on_publish_ended,
+    s.PlayRequested: RTMPServerProtocol._on_play,
+    s.PlayEnded: RTMPServerProtocol._on_play_ended,
+}
+
+
+@implementer(interfaces.IPushProducer)
+class _PlayerSink:
+    """A playing NetStream as a registry sink; drops to the next keyframe when behind.
+
+    It registers as the producer on its connection's transport so Twisted tells
+    it when the socket's buffer is full; while paused it counts what it writes
+    and, past its bound, skips frames until the next keyframe.
+    """
+
+    def __init__(self, protocol: RTMPServerProtocol, stream_id: int, path: str, buffer_bytes: int) -> None:
+        self.protocol = protocol
+        self.stream_id = stream_id
+        self.path = path
+        self.buffer_bytes = buffer_bytes
+        self._paused = False
+        self._written_while_paused = 0
+        self._skipping = False
+        self.dropped = 0
+        transport = protocol.transport
+        if getattr(transport, "producer", None) is None and hasattr(transport, "registerProducer"):
+            transport.registerProducer(self, True)
+
+    # IPushProducer (the transport calls these)
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._written_while_paused = 0
+
+    def stopProducing(self) -> None:
+        self._paused = True
+
+    # MediaSink
+    def on_metadata(self, metadata: dict) -> None:
+        self.protocol.session.connection.send(
+            m.Data(("onMetaData", ECMAArray(metadata))), stream_id=self.stream_id, chunk_stream_id=s.CSID_DATA
+        )
+        self.protocol._flush()
+
+    def on_media(self, type_id: int, timestamp: int, payload: bytes) -> None:
+        if self._skipping:
+            if type_id == MessageType.VIDEO and flv.is_keyframe(payload):
+                self._skipping = False
+            elif not (flv.is_video_sequence_header(payload) or flv.is_audio_sequence_header(payload)):
+                self.dropped += 1
+                return
+        if self._paused:
+            self._written_while_paused += len(payload)
+            if self._written_while_paused > self.buffer_bytes:
+                self._skipping = True
+                self.dropped += 1
+                return
+        self.protocol.session.send_media(self.stream_id, type_id, timestamp, payload)
+        self.protocol._flush()
+
+    def on_stream_end(self) -> None:
+        self.protocol.session.end_play(self.stream_id)
+        self.protocol._flush()
+        # The player stays subscribed (waiting) should the publisher come back, as nginx-rtmp does.
+        self.protocol.registry.subscribe(self.path, self)
+
+
+class RTMPServerFactory(Factory):
+    def __init__(self, registry: StreamRegistry, config: ServerConfig = ServerConfig(), clock=None) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.registry = registry
+        self.config = config
+        self.clock = clock
+
+    def buildProtocol(self, addr):
+        protocol = RTMPServerProtocol(self.registry, self.config, self.clock)
+        protocol.factory = self
+        return protocol

@@ -1,0 +1,166 @@
+"""One RTMP connection below the NetConnection layer: handshake, chunk stream
+and protocol control, as a state machine fed bytes.
+
+It answers what RTMP says a peer must answer without asking anyone: it follows
+Set Chunk Size and Abort, acknowledges received bytes once the peer's window is
+full, answers Ping Requests and replies to Set Peer Bandwidth. Everything it
+receives is still reported, so the session above can see it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from rtmprelay.errors import ChunkStreamError
+from rtmprelay.rtmp import messages as m
+from rtmprelay.rtmp.chunks import ChunkReader, ChunkWriter, Message, default_chunk_stream_id
+from rtmprelay.rtmp.handshake import ClientHandshake, ServerHandshake
+
+#: What we ask peers to use and use ourselves; ffmpeg and nginx use 4096 too.
+DEFAULT_OUT_CHUNK_SIZE = 4096
+DEFAULT_WINDOW_ACK_SIZE = 2_500_000
+#: Far above any real frame (a 4K IDR is a few MB) yet bounds a hostile length field.
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+
+
+class Role(enum.Enum):
+    SERVER = "server"
+    CLIENT = "client"
+
+
+@attrs.frozen
+class HandshakeCompleted:
+    scheme: str
+
+
+@attrs.frozen
+class MessageReceived:
+    body: m.Body
+    timestamp: int
+    stream_id: int
+    chunk_stream_id: int
+
+
+@attrs.frozen
+class ConnectionConfig:
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    out_chunk_size: int = DEFAULT_OUT_CHUNK_SIZE
+    handshake_scheme: str = "digest"  # client side only
+
+
+class Connection:
+    """Handshake, then chunks; ``receive_data`` returns events, ``data_to_send`` bytes."""
+
+    def __init__(self, role: Role, config: ConnectionConfig = ConnectionConfig()) -> None:
+        self.role = role
+        self.config = config
+        self._handshake = (
+            ServerHandshake() if role is Role.SERVER else ClientHandshake(scheme=config.handshake_scheme)
+        )
+        self._reader = ChunkReader(max_message_size=config.max_message_size)
+        self._writer = ChunkWriter()
+        self._outbound = bytearray()
+        self._handshake_done = False
+        # Acknowledgement bookkeeping: the peer tells us its window with WindowAckSize.
+        self._peer_window: int | None = None
+        self._bytes_acknowledged = 0
+        self._our_window: int | None = None
+        self.bytes_sent = 0
+
+    # -- inputs ------------------------------------------------------------
+
+    def initiate(self) -> None:
+        """Client side: queue C0+C1."""
+        if self.role is Role.CLIENT:
+            self._outbound += self._handshake.initiate()
+
+    def receive_data(self, data: bytes) -> list:
+        events: list = []
+        if not self._handshake_done:
+            self._outbound += self._handshake.receive_data(data)
+            if not self._handshake.done:
+                return events
+            self._handshake_done = True
+            events.append(HandshakeCompleted(scheme=getattr(self._handshake, "scheme", "digest")))
+            data = self._handshake.leftover
+            if not data:
+                return events
+        for raw in self._reader.feed(data):
+            body = m.decode_body(raw.type_id, raw.payload)
+            self._handle_control(body)
+            events.append(MessageReceived(body, raw.timestamp, raw.stream_id, raw.chunk_stream_id))
+        self._maybe_acknowledge()
+        return events
+
+    # -- outputs -----------------------------------------------------------
+
+    def send(self, body, *, stream_id: int = 0, timestamp: int = 0, chunk_stream_id: int | None = None) -> None:
+        type_id, payload = m.encode_body(body)
+        self.send_raw(type_id, payload, stream_id=stream_id, timestamp=timestamp, chunk_stream_id=chunk_stream_id)
+        if type(body) is m.SetChunkSize:
+            self._writer.chunk_size = body.size
+        elif type(body) is m.WindowAckSize:
+            self._our_window = body.size
+
+    def send_raw(
+        self, type_id: int, payload: bytes, *, stream_id: int = 0, timestamp: int = 0, chunk_stream_id: int | None = None
+    ) -> None:
+        """The forwarding hot path: no body object, one header per message."""
+        csid = chunk_stream_id if chunk_stream_id is not None else default_chunk_stream_id(type_id)
+        data = self._writer.write(Message(type_id, payload, timestamp & 0xFFFFFFFF, stream_id, csid))
+        self._outbound += data
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self._outbound)
+        self._outbound.clear()
+        self.bytes_sent += len(out)
+        return out
+
+    @property
+    def handshake_done(self) -> bool:
+        return self._handshake_done
+
+    @property
+    def bytes_received(self) -> int:
+        return self._reader.bytes_received
+
+    @property
+    def out_chunk_size(self) -> int:
+        return self._writer.chunk_size
+
+    # -- protocol control --------------------------------------------------
+
+    def _handle_control(self, body) -> None:
+        handler = _CONTROL_HANDLERS.get(type(body))
+        if handler is not None:
+            handler(self, body)
+
+    def _on_window_ack_size(self, body: m.WindowAckSize) -> None:
+        if body.size <= 0:
+            raise ChunkStreamError(f"window acknowledgement size {body.size}", where="WindowAckSize message")
+        self._peer_window = body.size
+
+    def _on_set_peer_bandwidth(self, body: m.SetPeerBandwidth) -> None:
+        # The spec asks the receiver to answer with its window when it changes.
+        if body.size != self._our_window and body.size > 0:
+            self.send(m.WindowAckSize(body.size))
+
+    def _on_ping_request(self, body: m.PingRequest) -> None:
+        self.send(m.PingResponse(body.timestamp))
+
+    def _maybe_acknowledge(self) -> None:
+        if self._peer_window is None:
+            return
+        received = self._reader.bytes_received
+        if received - self._bytes_acknowledged >= self._peer_window:
+            self._bytes_acknowledged = received
+            self.send(m.Acknowledgement(received & 0xFFFFFFFF))
+
+
+_CONTROL_HANDLERS = {
+    m.WindowAckSize: Connection._on_window_ack_size,
+    m.SetPeerBandwidth: Connection._on_set_peer_bandwidth,
+    m.PingRequest: Connection._on_ping_request,
+}
