@@ -23,6 +23,7 @@ from rtmprelay.testing.peers import PeerProcess, PeerUnavailable
 from rtmprelay.testing.players import FfmpegRecorder, GstPlayer, RtmpdumpPlayer
 from rtmprelay.testing.ports import free_port as _free_port
 from rtmprelay.testing.publishers import FfmpegPublisher, GstPublisher, make_test_flv
+from rtmprelay.testing.relay import RelayProcess
 
 PEERS_MARKER = (
     "peers: needs real external peers (ffmpeg, nginx-rtmp, GStreamer) "
@@ -171,3 +172,27 @@ def gst_player_factory(tmp_path: Path, rtmp_peers: PeerSet) -> Callable[..., Gst
 def ffmpeg_recorder_factory(tmp_path: Path, rtmp_peers: PeerSet) -> Callable[..., FfmpegRecorder]:
     """``make(url, out=tmp_path/"ffmpeg-record-N.flv", seconds=None, app=...)``."""
     return _factory(FfmpegRecorder, rtmp_peers, lambda n: tmp_path / f"ffmpeg-record-{n}.flv")
+
+
+@pytest.fixture
+def rtmprelay_factory(rtmp_peers: PeerSet) -> Iterator[Callable[..., RelayProcess]]:
+    """``make(args=(), port=None, tls=None) -> RelayProcess``: the relay, listening.
+
+    ``args`` are rtmprelay's own options (``["--forward", url]``); ``tls=(key, cert)``
+    listens for RTMPS. ``.url(path)`` and ``.log_text`` help the test.
+    """
+
+    relays: list[RelayProcess] = []
+
+    def make(args=(), **options) -> RelayProcess:
+        options.setdefault("log_dir", rtmp_peers.log_dir)
+        relay = RelayProcess(args, **options)
+        relays.append(relay)
+        return rtmp_peers.add(relay)
+
+    yield make
+    # A traceback in the relay's log is a bug even when the media came through.
+    for relay in relays:
+        problems = relay.unexpected_errors()
+        if problems:
+            pytest.fail(f"rtmprelay logged unexpected errors:\n{problems}", pytrace=False)

@@ -1,62 +1,67 @@
-"""The relay itself as a test peer: a real ``rtmprelay`` process on free ports."""
+"""The relay itself as a test peer: a real ``rtmprelay`` process on a free port."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
-import time
-from pathlib import Path
+from collections.abc import Sequence
+
+from rtmprelay.testing.peers import PeerError, PeerProcess
+from rtmprelay.testing.ports import LOCALHOST, free_port, wait_for_port
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"rtmprelay exited with {proc.returncode} before listening on {port}")
+class RelayProcess(PeerProcess):
+    """``python -m rtmprelay --rtmp tcp:PORT:interface=127.0.0.1 ARGS``.
+
+    ``tls=(key, cert)`` makes the listen endpoint RTMPS (``ssl:``) instead.
+    Its log (twistd's, on stdout) is ``log_text``.
+    """
+
+    name = "rtmprelay"
+    stop_signal = signal.SIGTERM
+
+    def __init__(
+        self,
+        args: Sequence[str] = (),
+        *,
+        port: int | None = None,
+        tls: tuple[str, str] | None = None,
+        lifetime: float = 900.0,
+        start_timeout: float = 30.0,
+        log_dir=None,
+    ) -> None:
+        super().__init__(timeout=lifetime, log_dir=log_dir, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.port = port or free_port()
+        self.tls = tls
+        self.args = [str(a) for a in args]
+        self.start_timeout = start_timeout
+        if tls:
+            key, cert = tls
+            endpoint = f"ssl:{self.port}:interface={LOCALHOST}:privateKey={key}:certKey={cert}"
+        else:
+            endpoint = f"tcp:{self.port}:interface={LOCALHOST}"
+        self.argv = [sys.executable, "-m", "rtmprelay", "--rtmp", endpoint, *self.args]
+
+    def start(self):
+        super().start()
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"rtmprelay did not listen on {port} within {timeout} s")
-
-
-class RelayProcess:
-    """``python -m rtmprelay --rtmp tcp:PORT:interface=127.0.0.1 [args]`` with its log captured."""
-
-    def __init__(self, port: int, args: list[str], log_path: Path) -> None:
-        self.port = port
-        self.args = args
-        self.log_path = Path(log_path)
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 30.0) -> "RelayProcess":
-        self._log = open(self.log_path, "wb")
-        cmd = [sys.executable, "-m", "rtmprelay", "--rtmp", f"tcp:{self.port}:interface=127.0.0.1", *self.args]
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        _wait_for_port(self.port, self.proc, timeout)
+            wait_for_port(self.port, timeout=self.start_timeout, alive=lambda: self.running)
+        except (ConnectionError, TimeoutError):
+            self.kill()
+            raise PeerError(f"rtmprelay did not listen on {self.port}.\n{self.describe()}\n{self.log_text}") from None
         return self
 
     def url(self, path: str) -> str:
-        return f"rtmp://127.0.0.1:{self.port}/{path}"
+        scheme = "rtmps" if self.tls else "rtmp"
+        return f"{scheme}://{LOCALHOST}:{self.port}/{path}"
 
     @property
     def log_text(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
+        return self.stdout_text
 
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self._log.close()
-        return self.proc.returncode
+    def unexpected_errors(self) -> str:
+        """Log lines of unhandled errors and tracebacks (the relay should have none)."""
+        lines = self.log_text.splitlines()
+        hits = [i for i, line in enumerate(lines) if "Unhandled Error" in line or "Traceback (most recent call last)" in line]
+        return "\n".join("\n".join(lines[i : i + 25]) for i in hits[:3])

@@ -32,6 +32,7 @@ DIGEST_CAPTURES = [
     "librtmp_play",
     "ffmpeg_publish_jump",
     "ffmpeg_play_jump",
+    "ffmpeg_publish_extts",
 ]
 PLAIN_CAPTURES = [
     "librtmp_publish",
@@ -334,7 +335,7 @@ def test_client_reproduces_captured_digest_c2_and_accepts_nginx(name):
     assert client.leftover == theirs[HS:]
 
 
-@pytest.mark.parametrize("name", ["ffmpeg_publish", "ffmpeg_publish_jump"])
+@pytest.mark.parametrize("name", ["ffmpeg_publish", "ffmpeg_publish_jump", "ffmpeg_publish_extts"])
 def test_client_accepts_nginx_s0s1s2_as_publisher(name):
     data, theirs = c2s(name), s2c(name)
     c1 = data[1:1537]
