@@ -15,6 +15,8 @@ _EX_HEADER = 0x80
 _EX_SEQUENCE_START = 0
 _EX_SEQUENCE_END = 2
 _EX_METADATA = 4
+_EX_MPEG2TS_SEQUENCE_START = 5
+_EX_MULTITRACK = 6
 
 
 def is_video_sequence_header(payload: bytes) -> bool:
@@ -22,8 +24,8 @@ def is_video_sequence_header(payload: bytes) -> bool:
         return False
     first = payload[0]
     if first & _EX_HEADER:
-        return first & 0x0F == _EX_SEQUENCE_START
-    return first & 0x0F == CODEC_AVC and payload[1] == 0
+        return first & 0x0F == _EX_SEQUENCE_START and (first >> 4) & 0x07 != VIDEO_FRAME_COMMAND
+    return first & 0x0F == CODEC_AVC and payload[1] == 0 and first >> 4 != VIDEO_FRAME_COMMAND
 
 
 def is_keyframe(payload: bytes) -> bool:
@@ -37,6 +39,7 @@ def is_keyframe(payload: bytes) -> bool:
             _EX_SEQUENCE_START,
             _EX_SEQUENCE_END,
             _EX_METADATA,
+            _EX_MPEG2TS_SEQUENCE_START,
         )
     if first >> 4 != VIDEO_FRAME_KEY:
         return False

@@ -1,0 +1,92 @@
+"""One track's input timestamps mapped onto a clean output timeline.
+
+The glasses' timestamps jump forward, jump back and restart at zero after a
+reconnect. A device sends live, so the wall-clock arrival of each message says
+whether a big forward step is real (nothing arrived for that long: frames or
+audio are missing) or a discontinuity (the step is far larger than the time
+that passed). Discontinuities and every backward step are re-based onto the
+expected next timestamp; everything else keeps its input spacing.
+
+Time comes in as an argument (seconds, any monotonic origin); this module
+reads no clock.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+_WRAP = 1 << 32
+
+
+class Repair(enum.Enum):
+    FORWARD_JUMP = "forward_jump"
+    BACKWARD_JUMP = "backward_jump"
+    RESET = "reset"
+
+
+@attrs.frozen
+class Stamp:
+    """Where one input message lands: its output time and what was repaired, if anything."""
+
+    time_ms: float
+    repair: Repair | None = None
+
+
+@attrs.define
+class TrackTimeline:
+    """Maps one track's input timestamps (ms, 32-bit) to output milliseconds.
+
+    ``nominal_step_ms`` is where a re-based message lands after the previous
+    one (a frame or audio frame duration). ``jump_threshold_ms`` is the
+    largest unexplained step accepted as real.
+    """
+
+    nominal_step_ms: float
+    jump_threshold_ms: float = 1000.0
+    _last_in: int | None = None
+    _last_out: float = 0.0
+    _last_arrival: float = 0.0
+
+    def place(self, timestamp: int, arrival: float, anchor_ms: float = 0.0) -> Stamp:
+        """Output time of a message stamped ``timestamp`` that arrived at ``arrival`` (s).
+
+        ``anchor_ms`` is where the caller's other clock says this message
+        belongs (e.g. the other track's position plus the time since). The
+        track's first message goes there, and so does a message after a
+        discontinuity, if that is not earlier than the expected next step:
+        this keeps audio and video together across jumps.
+        """
+        if self._last_in is None:
+            return self._accept(timestamp, arrival, anchor_ms, None)
+        rebased = max(self._last_out + self.nominal_step_ms, anchor_ms)
+        delta = (timestamp - self._last_in) % _WRAP
+        if delta >= _WRAP // 2:
+            delta -= _WRAP  # a step back (or a 32-bit wrap, which the modulo already undid)
+        if delta < 0:
+            repair = Repair.RESET if timestamp < self.jump_threshold_ms else Repair.BACKWARD_JUMP
+            return self._accept(timestamp, arrival, rebased, repair)
+        if delta > self.jump_threshold_ms:
+            waited_ms = (arrival - self._last_arrival) * 1000.0
+            if delta - waited_ms > self.jump_threshold_ms:
+                return self._accept(timestamp, arrival, rebased, Repair.FORWARD_JUMP)
+        return self._accept(timestamp, arrival, self._last_out + delta, None)
+
+    @property
+    def started(self) -> bool:
+        return self._last_in is not None
+
+    @property
+    def last_out(self) -> float:
+        return self._last_out
+
+    @property
+    def last_arrival(self) -> float:
+        return self._last_arrival
+
+    def _accept(self, timestamp: int, arrival: float, out: float, repair: Repair | None) -> Stamp:
+        self._last_in = timestamp
+        self._last_out = out
+        self._last_arrival = arrival
+        return Stamp(out, repair)
