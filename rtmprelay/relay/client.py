@@ -251,21 +251,32 @@ class UpstreamForwarder:
     # -- bounds -------------------------------------------------------------------------
 
     def _enqueue(self, type_id: int, timestamp: int, payload: bytes) -> None:
+        is_key = type_id == MessageType.VIDEO and flv.is_keyframe(payload)
+        if self._skipping:
+            if not is_key:
+                self.dropped += 1
+                return
+            self._skipping = False
         self._queue.append((type_id, timestamp, payload))
         self._queued_bytes += len(payload)
-        if self._queued_bytes <= self.config.queue_bytes:
-            return
-        # Over the bound before the upstream took the publish: keep the newest GOP.
-        dropped = 0
-        while self._queue and self._queued_bytes > self.config.queue_bytes:
-            _t, _ts, old = self._queue.popleft()
+        if self._queued_bytes > self.config.queue_bytes:
+            self._drop_oldest_gops()
+
+    def _drop_oldest_gops(self) -> None:
+        """Over the bound before the upstream took the publish: drop whole GOPs from
+        the head; if even the newest GOP does not fit, drop it all and wait for a keyframe."""
+        queue = self._queue
+        while self._queued_bytes > self.config.queue_bytes and queue:
+            _t, _ts, old = queue.popleft()
             self._queued_bytes -= len(old)
-            dropped += 1
-        while self._queue and not (self._queue[0][0] == MessageType.VIDEO and flv.is_keyframe(self._queue[0][2])):
-            _t, _ts, old = self._queue.popleft()
-            self._queued_bytes -= len(old)
-            dropped += 1
-        self.dropped += dropped
+            self.dropped += 1
+            while queue and not (queue[0][0] == MessageType.VIDEO and flv.is_keyframe(queue[0][2])):
+                _t, _ts, old = queue.popleft()
+                self._queued_bytes -= len(old)
+                self.dropped += 1
+        if not queue:
+            self._queued_bytes = 0
+            self._skipping = True
 
     def _should_skip(self, type_id: int, payload: bytes, is_header: bool) -> bool:
         if is_header:

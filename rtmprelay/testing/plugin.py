@@ -196,3 +196,49 @@ def rtmprelay_factory(rtmp_peers: PeerSet) -> Iterator[Callable[..., RelayProces
         problems = relay.unexpected_errors()
         if problems:
             pytest.fail(f"rtmprelay logged unexpected errors:\n{problems}", pytrace=False)
+
+
+# --- dirty streams (rtmprelay.testing.dirty, .dirty_publisher) -----------------
+
+
+@pytest.fixture(scope="session")
+def dirty_stream_factory(tmp_path_factory: pytest.TempPathFactory):
+    """``make(spec=None, **spec_fields) -> DirtyStream``: real H.264 + AAC with scripted faults.
+
+    Encoded with PyAV once per spec and session (cached in memory and in a
+    session temp folder); ``make(seconds=3, faults=[AVSkew(400)])`` builds the
+    `DirtyStreamSpec` for you. Skips the test without PyAV/libx264.
+    """
+    from rtmprelay.testing.dirty import DirtyStreamSpec, make_dirty_stream
+
+    cache_dir = tmp_path_factory.mktemp("dirty-streams")
+    made: dict = {}
+
+    def make(spec=None, /, **fields):
+        if spec is None:
+            spec = DirtyStreamSpec(**fields)
+        elif fields:
+            raise TypeError("give a DirtyStreamSpec or its fields, not both")
+        if spec not in made:
+            with _skip_if_unavailable():
+                made[spec] = make_dirty_stream(spec, cache_dir=cache_dir)
+        return made[spec]
+
+    return make
+
+
+@pytest.fixture
+def dirty_publisher_factory(rtmp_peers: PeerSet):
+    """``make(url, stream, speed=1.0, *, start=True, **DirtyPublisher options) -> DirtyPublisher``.
+
+    Publishes a `DirtyStream` unchanged, paced on each message's send time
+    (``speed`` times real time; None: unpaced). ``.wait()`` returns 0 when it
+    went through, ``.check()`` raises naming the error; stopped at teardown.
+    """
+    from rtmprelay.testing.dirty_publisher import DirtyPublisher
+
+    def make(url: str, stream, speed: float | None = 1.0, *, start: bool = True, **options) -> DirtyPublisher:
+        publisher = DirtyPublisher(url, stream, speed=speed, **options)
+        return rtmp_peers.add(publisher, start=start)
+
+    return make
