@@ -1,0 +1,596 @@
+"""The stream cleaner: a dirty H.264 + AAC stream in, a strict one out, at packet level.
+
+For each stream it
+
+* puts both tracks on one output timeline from 0, monotonic, re-basing
+  jumps and resets (``timeline.TrackTimeline``);
+* times audio by its sample count (1024 samples per AAC frame), so the audio
+  clock is exact, and fills gaps with silent AAC frames;
+* lays video on a fixed frame-rate grid: frames that come too fast are dropped
+  when nothing references them (else retimed), frames that come too slowly are
+  followed by generated skip P-frames that repeat the last picture;
+* relabels keyframes closer together than the destination's minimum as inter
+  frames (the IDR itself stays), and reports GOPs longer than its maximum;
+* releases audio and video interleaved in timestamp order, holding nothing
+  longer than the interleave bound.
+
+It never decodes a picture. Malformed media is counted and passed on
+untouched rather than corrupted. Time comes in as an argument (``now``, in
+seconds); the cleaner reads no clock. It never imports Twisted.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+
+import attrs
+
+from rtmprelay.errors import MediaError
+from rtmprelay.media import aac, avcc, tags
+from rtmprelay.media.profiles import DestinationProfile, get_profile
+from rtmprelay.media.skipframe import SkipFrameMaker
+from rtmprelay.media.timeline import Repair, TrackTimeline
+
+AUDIO = 8
+VIDEO = 9
+
+FRAME_KEY = 1
+FRAME_INTER = 2
+
+#: Input frame rate and keyframe interval are measured over this much input.
+_MEASURE_WINDOW_S = 5.0
+
+
+@attrs.frozen
+class CleanerConfig:
+    """How one stream is cleaned. ``fps=None`` takes the rate the stream declares."""
+
+    fps: float | None = 30.0
+    min_keyframe_interval_s: float = 2.0
+    max_keyframe_interval_s: float | None = 10.0
+    jump_threshold_ms: float = 1000.0
+    interleave_delay_ms: float = 500.0
+    #: Video further behind its clock than this is dropped up to the next keyframe.
+    max_video_lag_ms: float = 1000.0
+    #: A gap longer than this is not filled frame by frame (the publisher stalled).
+    max_fill_s: float = 10.0
+    wallclock: bool = False
+    min_bitrate: int | None = None
+    max_bitrate: int | None = None
+
+    @classmethod
+    def from_profile(cls, profile: DestinationProfile | str, **overrides) -> "CleanerConfig":
+        if isinstance(profile, str):
+            profile = get_profile(profile)
+        values = {
+            "fps": profile.fps,
+            "min_keyframe_interval_s": profile.min_keyframe_interval_s,
+            "max_keyframe_interval_s": profile.max_keyframe_interval_s,
+            "min_bitrate": profile.min_bitrate,
+            "max_bitrate": profile.max_bitrate,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@attrs.frozen
+class OutputMessage:
+    type_id: int
+    timestamp: int
+    payload: bytes
+
+
+@attrs.frozen
+class Verdict:
+    """One destination rule: whether the input broke it, and whether the cleaner repaired it."""
+
+    rule: str
+    broken: bool
+    repaired: bool
+    detail: str = ""
+
+
+@attrs.frozen
+class RuleBroken:
+    """Event: the input broke ``rule`` for the first time (``repaired`` says if we fix it)."""
+
+    rule: str
+    repaired: bool
+    detail: str
+
+
+@attrs.frozen
+class LongGop:
+    """Event: a GOP longer than the destination allows (needs re-encoding to fix)."""
+
+    seconds: float
+
+
+@attrs.define
+class CleanerCounters:
+    video_in: int = 0
+    video_out: int = 0
+    audio_in: int = 0
+    audio_out: int = 0
+    dropped: int = 0
+    duplicated: int = 0
+    retimed: int = 0
+    dropped_for_lag: int = 0
+    dropped_before_keyframe: int = 0
+    keyframes_in: int = 0
+    keyframes_relabelled: int = 0
+    long_gops: int = 0
+    silence_inserted: int = 0
+    audio_dropped: int = 0
+    malformed: int = 0
+    repairs: dict = attrs.field(factory=lambda: {"video": {}, "audio": {}})
+    input_fps: float | None = None
+    input_keyframe_interval_s: float | None = None
+    max_input_keyframe_interval_s: float | None = None
+    input_bitrate: float | None = None
+
+    def as_dict(self) -> dict:
+        return attrs.asdict(self)
+
+
+class StreamCleaner:
+    """Feed it media messages with ``push``; send on what it returns."""
+
+    def __init__(self, config: CleanerConfig = CleanerConfig()) -> None:
+        self.config = config
+        self.counters = CleanerCounters()
+        self._events: list = []
+        self._verdicts: dict[str, Verdict] = {}
+        self._queue: list = []  # heap of (timestamp, seq, arrival, OutputMessage)
+        self._seq = itertools.count()
+        self._origin: float | None = None
+        # video
+        self._fps = config.fps
+        self._video_timeline: TrackTimeline | None = None
+        self._avc: avcc.AVCConfig | None = None
+        self._video_passthrough = False
+        self._skip = SkipFrameMaker()
+        self._last_slot: int | None = None
+        self._last_cts = 0
+        self._seen_keyframe = False
+        self._skipping_to_keyframe = False
+        self._last_key_out_ms: float | None = None
+        self._last_key_in_ms: float | None = None
+        self._long_gop_reported = False
+        self._video_out_ms = 0
+        self._video_last_arrival: float | None = None
+        self._declared_fps: float | None = None
+        self._width: int | None = None
+        self._height: int | None = None
+        # audio
+        self._audio_timeline: TrackTimeline | None = None
+        self._aac: aac.AacConfig | None = None
+        self._silence: bytes | None = None
+        self._samples = 0
+        self._audio_out_ms = 0
+        self._audio_last_arrival: float | None = None
+        self._audio_passthrough = False
+        self._audio_header_byte = 0xAF
+        # input measurements
+        self._video_times: deque = deque()
+        self._key_times: deque = deque()
+        self._bytes: deque = deque()
+
+    # -- public --------------------------------------------------------------------------
+
+    def push(self, type_id: int, timestamp: int, payload: bytes, now: float) -> list[OutputMessage]:
+        if self._origin is None:
+            self._origin = now
+        if type_id == VIDEO:
+            self._push_video(timestamp, payload, now)
+            self._keep_audio_flowing(now)
+        elif type_id == AUDIO:
+            self._push_audio(timestamp, payload, now)
+        else:
+            self._enqueue(type_id, int(max(self._video_out_ms, self._audio_out_ms)), payload, now)
+        self._measure_bytes(len(payload), now)
+        return self.poll(now)
+
+    def poll(self, now: float) -> list[OutputMessage]:
+        """What may leave now: everything both tracks have passed, or held past the bound."""
+        self._keep_audio_flowing(now)
+        limit = self._release_limit(now)
+        held_since = now - self.config.interleave_delay_ms / 1000.0
+        out = []
+        queue = self._queue
+        while queue and (queue[0][0] <= limit or queue[0][2] <= held_since):
+            out.append(heapq.heappop(queue)[3])
+        return out
+
+    def finish(self) -> list[OutputMessage]:
+        out = [item[3] for item in sorted(self._queue)]
+        self._queue.clear()
+        return out
+
+    def take_events(self) -> list:
+        events, self._events = self._events, []
+        return events
+
+    def verdicts(self) -> list[Verdict]:
+        """The preflight: every rule checked so far, broken or not, repaired or not."""
+        return list(self._verdicts.values())
+
+    def rewrite_metadata(self, metadata: dict) -> dict:
+        """onMetaData describing the output: frame rate, size and codec ids."""
+        out = dict(metadata)
+        declared = metadata.get("framerate") or metadata.get("videoframerate")
+        if isinstance(declared, (int, float)) and declared > 0:
+            self._declared_fps = float(declared)
+        fps = self._output_fps()
+        if fps:
+            out["framerate"] = float(fps)
+            out.pop("videoframerate", None)
+        if self._width and self._height:
+            out["width"], out["height"] = float(self._width), float(self._height)
+        if self._avc is not None:
+            out["videocodecid"] = 7.0
+        if self._aac is not None:
+            out["audiocodecid"] = 10.0
+            out["audiosamplerate"] = float(self._aac.sample_rate)
+            out["stereo"] = self._aac.channel_configuration >= 2
+        for stale in ("duration", "filesize", "videodatarate", "audiodatarate"):
+            out.pop(stale, None)
+        return out
+
+    # -- video ---------------------------------------------------------------------------
+
+    def _push_video(self, timestamp: int, payload: bytes, now: float) -> None:
+        self._video_last_arrival = now
+        try:
+            tag = tags.parse_video_tag(payload)
+        except MediaError:
+            self.counters.malformed += 1
+            self._enqueue(VIDEO, self._video_out_ms, payload, now)
+            return
+        if tag.packet_type == 0:
+            self._on_video_config(tag, payload, now)
+            return
+        if tag.packet_type != 1 or tag.frame_type == 5:
+            self._enqueue(VIDEO, self._video_out_ms, payload, now)  # end of sequence, command frames
+            return
+        self.counters.video_in += 1
+        self._measure_video(timestamp, tag.frame_type == FRAME_KEY)
+        stamp = self._video_clock().place(timestamp, now, self._anchor(now, self._audio_timeline))
+        self._note_repair("video", stamp.repair)
+        if self._video_passthrough or self._avc is None:
+            self._video_passthrough_frame(stamp.time_ms, payload, now)
+            return
+        try:
+            nals = avcc.split_nal_units(tag.data, self._avc.nal_length_size)
+        except MediaError:
+            self.counters.malformed += 1
+            self._video_passthrough_frame(stamp.time_ms, payload, now)
+            return
+        is_key = tag.frame_type == FRAME_KEY
+        if not self._seen_keyframe and not is_key:
+            self.counters.dropped_before_keyframe += 1
+            return
+        if self._skipping_to_keyframe:
+            if not is_key:
+                self.counters.dropped_for_lag += 1
+                return
+            self._skipping_to_keyframe = False
+        self._place_frame(tag, payload, nals, stamp.time_ms, now)
+
+    def _place_frame(self, tag, original: bytes, nals: list[bytes], time_ms: float, now: float) -> None:
+        period = 1000.0 / self._output_fps()
+        target = round(time_ms / period)
+        is_key = tag.frame_type == FRAME_KEY
+        last = self._last_slot
+        if last is None:
+            slot = target
+        elif target <= last:
+            if not is_key and all(avcc.nal_ref_idc(n) == 0 for n in nals if avcc.nal_unit_type(n) in (1, 5)):
+                self.counters.dropped += 1
+                self._verdict("constant_frame_rate", True, True, "frames faster than the output rate")
+                return
+            slot = last + 1
+            if (slot - target) * period > self.config.max_video_lag_ms and not is_key:
+                self.counters.dropped_for_lag += 1
+                self._skipping_to_keyframe = True
+                self._verdict("constant_frame_rate", True, True, "video ran ahead of its clock; skipped to a keyframe")
+                return
+            self.counters.retimed += 1
+        elif target > last + 1:
+            slot = self._fill_gap(last, target, now)
+        else:
+            slot = target
+        self._emit_frame(tag, original, nals, slot, period, now)
+
+    def _fill_gap(self, last: int, target: int, now: float) -> int:
+        """Slots after ``last`` up to ``target`` are empty; fill them; return the frame's slot."""
+        missing = target - last - 1
+        max_fill = int(self.config.max_fill_s * self._output_fps())
+        if missing > max_fill:
+            # A stall this long is not a frame rate problem: leave the gap.
+            self._verdict("continuous_video", True, False, f"no video for {missing / self._output_fps():.1f} s")
+            return target
+        if self._skip.can_repeat:
+            period = 1000.0 / self._output_fps()
+            for slot in range(last + 1, target):
+                self._emit_skip_frame(slot, period, now)
+            self.counters.duplicated += missing
+            self._verdict("constant_frame_rate", True, True, "frames slower than the output rate")
+            return target
+        # B-frames or a reference structure a skip frame cannot repeat: snap to the grid instead.
+        self.counters.retimed += 1
+        self._verdict("constant_frame_rate", True, False, f"frames slower than the output rate; {self._skip.why_not}")
+        return target
+
+    def _emit_frame(self, tag, original: bytes, nals: list[bytes], slot: int, period: float, now: float) -> None:
+        send_nals = self._skip.observe_frame(nals)
+        frame_type = tag.frame_type
+        out_ms = round(slot * period)
+        if frame_type == FRAME_KEY:
+            self._seen_keyframe = True
+            frame_type = self._keyframe_label(out_ms)
+        self._last_slot = slot
+        self._last_cts = tag.composition_time
+        if send_nals is nals and frame_type == tag.frame_type:
+            payload = original  # the common case: not a byte changed
+        elif send_nals is nals:
+            payload = tags.with_frame_type(original, frame_type)
+        else:
+            data = avcc.join_nal_units(send_nals, self._avc.nal_length_size)
+            payload = tags.build_video_tag(frame_type, 1, data, tag.composition_time)
+        self._video_out_ms = out_ms
+        self.counters.video_out += 1
+        self._enqueue(VIDEO, out_ms, payload, now)
+
+    def _emit_skip_frame(self, slot: int, period: float, now: float) -> None:
+        nals = self._skip.make_repeat()
+        out_ms = round(slot * period)
+        payload = tags.build_video_tag(FRAME_INTER, 1, avcc.join_nal_units(nals, self._avc.nal_length_size), self._last_cts)
+        self._last_slot = slot
+        self._video_out_ms = out_ms
+        self.counters.video_out += 1
+        self._enqueue(VIDEO, out_ms, payload, now)
+
+    def _keyframe_label(self, out_ms: int) -> int:
+        """Keep the key label only where the destination wants a keyframe."""
+        last = self._last_key_out_ms
+        min_gap = self.config.min_keyframe_interval_s * 1000.0
+        # Half a frame of slack: a 2 s GOP on a 30 fps grid lands on 1999.8 or 2000.1 ms.
+        if last is not None and out_ms - last < min_gap - 500.0 / self._output_fps():
+            self.counters.keyframes_relabelled += 1
+            self._verdict("min_keyframe_interval", True, True, f"keyframes {(out_ms - last) / 1000:.2f} s apart")
+            return FRAME_INTER
+        self._last_key_out_ms = out_ms
+        self._long_gop_reported = False
+        return FRAME_KEY
+
+    def _video_passthrough_frame(self, time_ms: float, payload: bytes, now: float) -> None:
+        out_ms = max(int(round(time_ms)), self._video_out_ms + (1 if self.counters.video_out else 0))
+        self._video_out_ms = out_ms
+        self.counters.video_out += 1
+        self._enqueue(VIDEO, out_ms, payload, now)
+
+    def _on_video_config(self, tag, payload: bytes, now: float) -> None:
+        if tag.codec != 7:
+            self._video_passthrough = True
+            self._verdict("video_codec", True, False, f"video codec {tag.codec!r} is not H.264")
+        else:
+            try:
+                config = avcc.parse_avc_config(tag.data)
+            except MediaError as error:
+                self.counters.malformed += 1
+                self._video_passthrough = True
+                self._verdict("video_codec", True, False, f"unreadable AVC configuration: {error}")
+            else:
+                self._avc = config
+                self._skip.observe_config(list(config.sps), list(config.pps))
+                self._read_sps(config)
+        self._enqueue(VIDEO, self._video_out_ms, payload, now)
+
+    def _read_sps(self, config) -> None:
+        from rtmprelay.media import avc
+
+        if not config.sps:
+            return
+        try:
+            sps = avc.parse_sps(config.sps[0])
+        except MediaError:
+            return
+        self._width, self._height = sps.width, sps.height
+        if sps.frame_rate:
+            self._declared_fps = self._declared_fps or float(sps.frame_rate)
+
+    def _output_fps(self) -> float:
+        if self._fps is None:
+            # The declared rate, fixed once chosen so the grid never moves.
+            self._fps = self._declared_fps or 30.0
+        return self._fps
+
+    def _video_clock(self) -> TrackTimeline:
+        if self._video_timeline is None:
+            self._video_timeline = TrackTimeline(1000.0 / self._output_fps(), self.config.jump_threshold_ms)
+        return self._video_timeline
+
+    # -- audio ---------------------------------------------------------------------------
+
+    def _push_audio(self, timestamp: int, payload: bytes, now: float) -> None:
+        self._audio_last_arrival = now
+        try:
+            tag = tags.parse_audio_tag(payload)
+        except MediaError:
+            self.counters.malformed += 1
+            self._enqueue(AUDIO, self._audio_out_ms, payload, now)
+            return
+        if tag.aac_packet_type == 0:
+            self._on_audio_config(tag, payload, now)
+            return
+        self.counters.audio_in += 1
+        frame_ms = self._audio_frame_ms()
+        if self._audio_timeline is None:
+            self._audio_timeline = TrackTimeline(frame_ms, self.config.jump_threshold_ms)
+        stamp = self._audio_timeline.place(timestamp, now, self._anchor(now, self._video_timeline))
+        self._note_repair("audio", stamp.repair)
+        if self._aac is None or tag.aac_packet_type is None:
+            out_ms = max(int(round(stamp.time_ms)), self._audio_out_ms)
+            self._audio_out_ms = out_ms
+            self.counters.audio_out += 1
+            self._enqueue(AUDIO, out_ms, payload, now)
+            return
+        rate = self._aac.sample_rate
+        if self.counters.audio_out == 0:
+            # The first frame starts the sample clock where the timeline put it.
+            self._samples = round(stamp.time_ms * rate / 1000.0)
+        expected_ms = self._samples * 1000.0 / rate
+        late = stamp.time_ms - expected_ms
+        if late > 1.5 * frame_ms and self._silence is not None:
+            missing = min(int(round(late / frame_ms)), int(self.config.max_fill_s * 1000 / frame_ms))
+            for _ in range(missing):
+                self._emit_audio(aac_payload(self._audio_header_byte, self._silence), now)
+            self.counters.silence_inserted += missing
+            self._verdict("continuous_audio", True, True, f"audio gap of {late:.0f} ms")
+        elif late > 1.5 * frame_ms:
+            self._samples = round(stamp.time_ms * rate / 1000.0)  # no silence to fill with: jump
+            self._verdict("continuous_audio", True, False, f"audio gap of {late:.0f} ms (no silent frame for this AAC type)")
+        elif late < -self.config.interleave_delay_ms:
+            # More audio than time: the device's audio clock runs fast. Drop to stay in sync.
+            self.counters.audio_dropped += 1
+            return
+        self._emit_audio(payload, now)
+
+    def _keep_audio_flowing(self, now: float) -> None:
+        """While video runs and audio has stopped coming, fill the audio track with silence.
+
+        Filling only when audio resumes would send the silence after video that
+        already went out; a live destination wants audio that never stops.
+        """
+        if self._silence is None or self.counters.audio_out == 0 or self._audio_last_arrival is None:
+            return
+        bound = self.config.interleave_delay_ms / 1000.0
+        video_running = self._video_last_arrival is not None and now - self._video_last_arrival < bound
+        if not video_running or now - self._audio_last_arrival < bound:
+            return
+        frame_ms = self._audio_frame_ms()
+        silence = aac_payload(self._audio_header_byte, self._silence)
+        filled = 0
+        while self._samples * 1000.0 / self._aac.sample_rate + frame_ms <= self._video_out_ms:
+            self._emit_audio(silence, now)
+            filled += 1
+        if filled:
+            self.counters.silence_inserted += filled
+            self._verdict("continuous_audio", True, True, "audio stopped while video ran")
+
+    def _emit_audio(self, payload: bytes, now: float) -> None:
+        out_ms = int(round(self._samples * 1000.0 / self._aac.sample_rate))
+        self._samples += self._aac.frame_length
+        self._audio_out_ms = out_ms
+        self.counters.audio_out += 1
+        self._enqueue(AUDIO, out_ms, payload, now)
+
+    def _on_audio_config(self, tag, payload: bytes, now: float) -> None:
+        self._audio_header_byte = payload[0]
+        try:
+            self._aac = aac.parse_aac_config(tag.data)
+        except MediaError as error:
+            self.counters.malformed += 1
+            self._verdict("audio_codec", True, False, f"unreadable AudioSpecificConfig: {error}")
+        else:
+            try:
+                self._silence = aac.silent_frame(self._aac)
+            except MediaError:
+                self._silence = None
+        self._enqueue(AUDIO, self._audio_out_ms, payload, now)
+
+    def _audio_frame_ms(self) -> float:
+        if self._aac is None:
+            return 1024 * 1000.0 / 44100
+        return self._aac.frame_length * 1000.0 / self._aac.sample_rate
+
+    # -- shared --------------------------------------------------------------------------
+
+    def _anchor(self, now: float, other: TrackTimeline | None) -> float:
+        """Where the other track's clock says a message arriving now belongs."""
+        if self.config.wallclock or other is None or not other.started:
+            return (now - self._origin) * 1000.0
+        return other.last_out + (now - other.last_arrival) * 1000.0
+
+    def _release_limit(self, now: float) -> float:
+        """Messages up to this time are safe to release: no track can go below it."""
+        bound = self.config.interleave_delay_ms / 1000.0
+        limits = []
+        for last_arrival, last_out in (
+            (self._video_last_arrival, self._video_out_ms),
+            (self._audio_last_arrival, self._audio_out_ms),
+        ):
+            if last_arrival is not None and now - last_arrival < bound:
+                limits.append(last_out)
+        return min(limits) if limits else math.inf
+
+    def _enqueue(self, type_id: int, timestamp: int, payload: bytes, now: float) -> None:
+        heapq.heappush(self._queue, (timestamp, next(self._seq), now, OutputMessage(type_id, timestamp, payload)))
+
+    def _note_repair(self, track: str, repair: Repair | None) -> None:
+        if repair is None:
+            return
+        repairs = self.counters.repairs[track]
+        repairs[repair.value] = repairs.get(repair.value, 0) + 1
+        self._verdict("monotonic_timestamps", True, True, f"{track} timestamps: {repair.value}")
+
+    def _verdict(self, rule: str, broken: bool, repaired: bool, detail: str) -> None:
+        old = self._verdicts.get(rule)
+        if old is not None and (old.broken, old.repaired) == (broken, repaired):
+            return
+        if old is not None and old.broken and not old.repaired:
+            return  # an unrepaired break stays the verdict
+        self._verdicts[rule] = Verdict(rule, broken, repaired, detail)
+        if broken:
+            self._events.append(RuleBroken(rule, repaired, detail))
+
+    def _measure_video(self, timestamp: int, is_key: bool) -> None:
+        times = self._video_times
+        times.append(timestamp)
+        while len(times) > 2 and (times[-1] - times[0]) / 1000.0 > _MEASURE_WINDOW_S:
+            times.popleft()
+        if len(times) >= 2 and times[-1] > times[0]:
+            self.counters.input_fps = round((len(times) - 1) * 1000.0 / (times[-1] - times[0]), 2)
+        if not is_key:
+            self._check_long_gop(timestamp)
+            return
+        self.counters.keyframes_in += 1
+        if self._last_key_in_ms is not None and timestamp > self._last_key_in_ms:
+            interval = (timestamp - self._last_key_in_ms) / 1000.0
+            self.counters.input_keyframe_interval_s = round(interval, 3)
+            previous_max = self.counters.max_input_keyframe_interval_s or 0.0
+            self.counters.max_input_keyframe_interval_s = round(max(previous_max, interval), 3)
+        self._last_key_in_ms = timestamp
+        self._long_gop_reported = False
+
+    def _check_long_gop(self, timestamp: int) -> None:
+        limit = self.config.max_keyframe_interval_s
+        if limit is None or self._last_key_in_ms is None or self._long_gop_reported:
+            return
+        gop = (timestamp - self._last_key_in_ms) / 1000.0
+        if gop > limit:
+            self._long_gop_reported = True
+            self.counters.long_gops += 1
+            self._events.append(LongGop(gop))
+            self._verdict("max_keyframe_interval", True, False, f"GOP over {limit:g} s; needs re-encoding")
+
+    def _measure_bytes(self, size: int, now: float) -> None:
+        window = self._bytes
+        window.append((now, size))
+        while window and now - window[0][0] > _MEASURE_WINDOW_S:
+            window.popleft()
+        span = now - window[0][0]
+        if span >= 1.0:
+            self.counters.input_bitrate = round(sum(s for _, s in window) * 8 / span)
+            low, high = self.config.min_bitrate, self.config.max_bitrate
+            rate = self.counters.input_bitrate
+            if (low is not None and rate < low) or (high is not None and rate > high):
+                self._verdict("bitrate", True, False, f"{rate / 1e6:.2f} Mbit/s")
+
+
+def aac_payload(header_byte: int, frame: bytes) -> bytes:
+    return bytes((header_byte, 1)) + frame
