@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sys
 
+import attrs
+
 from twisted.application import service, strports
 from twisted.python import usage
 
 from rtmprelay.errors import ConfigError
+from rtmprelay.media.cleaner import CleanerConfig
+from rtmprelay.media.profiles import PROFILES, get_profile
 from rtmprelay.relay.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_QUEUE_BYTES, UpstreamConfig
 from rtmprelay.relay.forward import Forwarding, UrlTemplate
 from rtmprelay.relay.registry import DEFAULT_GOP_CACHE_BYTES, StreamRegistry
@@ -53,6 +57,19 @@ class Options(usage.Options):
         ["handshake-timeout", None, DEFAULT_HANDSHAKE_TIMEOUT, "Seconds a client has to finish the handshake.", _positive_float],
         ["gop-cache-bytes", None, DEFAULT_GOP_CACHE_BYTES,
          "Bound on the frames kept since the last keyframe for players that join late.", _positive_int],
+        ["profile", None, None,
+         f"Destination profile the streams are cleaned for: {', '.join(sorted(PROFILES))}. "
+         "Default: cloudflare when forwarding, generic otherwise."],
+        ["fps", None, None, "Output frame rate (overrides the profile's); 'source' keeps the rate the stream declares."],
+        ["min-keyframe-interval", None, None,
+         "Seconds: keyframes closer than this are relabelled as inter frames (overrides the profile's).", float],
+        ["max-keyframe-interval", None, None, "Seconds: longer GOPs are reported (overrides the profile's).", float],
+        ["jump-threshold", None, 1000.0, "Milliseconds: a larger unexplained timestamp step is re-based.", _positive_float],
+        ["interleave-delay", None, 500.0, "Milliseconds the cleaner may hold media to interleave audio and video.", _positive_float],
+    ]
+    optFlags = [
+        ["no-clean", None, "Pass streams through as published: no timestamp, frame-rate or keyframe repair."],
+        ["wallclock-timestamps", None, "Stamp media by arrival time (like ffmpeg's -use_wallclock_as_timestamps)."],
     ]
 
     def __init__(self) -> None:
@@ -66,18 +83,43 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["rtmp"]:
             self["rtmp"] = [DEFAULT_RTMP_ENDPOINT]
-        if self["forward"]:
-            try:
+        try:
+            if self["forward"]:
                 self["forward"] = UrlTemplate(self["forward"])
-            except ConfigError as error:
-                raise usage.UsageError(str(error)) from None
+            self["cleaning"] = None if self["no-clean"] else self._cleaning()
+        except ConfigError as error:
+            raise usage.UsageError(str(error)) from None
+
+    def _cleaning(self) -> CleanerConfig:
+        profile = get_profile(self["profile"] or ("cloudflare" if self["forward"] else "generic"))
+        fps = self["fps"]
+        if fps == "source":
+            fps_value = None
+        elif fps is None:
+            fps_value = profile.fps
+        else:
+            try:
+                fps_value = float(fps)
+            except ValueError:
+                raise ConfigError(f"--fps takes a number or 'source', not {fps!r}") from None
+            if not 1 <= fps_value <= 240:
+                raise ConfigError(f"--fps {fps_value:g} is outside 1..240")
+        overrides = {
+            "min_keyframe_interval_s": self["min-keyframe-interval"],
+            "max_keyframe_interval_s": self["max-keyframe-interval"],
+            "jump_threshold_ms": self["jump-threshold"],
+            "interleave_delay_ms": self["interleave-delay"],
+            "wallclock": bool(self["wallclock-timestamps"]),
+        }
+        config = CleanerConfig.from_profile(profile, **overrides)
+        return attrs.evolve(config, fps=fps_value)
 
 
 def makeService(options: Options) -> service.MultiService:
     from twisted.internet import reactor
 
     top = service.MultiService()
-    registry = StreamRegistry(gop_cache_bytes=options["gop-cache-bytes"])
+    registry = StreamRegistry(gop_cache_bytes=options["gop-cache-bytes"], cleaning=options["cleaning"])
     if options["forward"]:
         upstream = UpstreamConfig(
             ca_file=options["upstream-ca"],

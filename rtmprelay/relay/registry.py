@@ -14,6 +14,7 @@ import attrs
 from twisted.logger import Logger
 
 from rtmprelay.media import flv
+from rtmprelay.media.cleaner import CleanerConfig, LongGop, StreamCleaner
 from rtmprelay.rtmp.messages import MessageType
 
 #: Bound on the frames cached since the last keyframe for late joiners: a GOP
@@ -55,9 +56,20 @@ class StreamCounters:
 
 
 class LiveStream:
-    def __init__(self, path: str, publisher: Publisher, gop_cache_bytes: int = DEFAULT_GOP_CACHE_BYTES) -> None:
+    """One published stream: cleaned (when a cleaner is given), cached for late joiners, fanned out."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        path: str,
+        publisher: Publisher,
+        gop_cache_bytes: int = DEFAULT_GOP_CACHE_BYTES,
+        cleaner: StreamCleaner | None = None,
+    ) -> None:
         self.path = path
         self.publisher = publisher
+        self.cleaner = cleaner
         self.metadata: dict | None = None
         self.video_header: MediaMessage | None = None
         self.audio_header: MediaMessage | None = None
@@ -72,11 +84,45 @@ class LiveStream:
     # -- from the publisher ------------------------------------------------------
 
     def publish_metadata(self, metadata: dict) -> None:
+        if self.cleaner is not None:
+            metadata = self.cleaner.rewrite_metadata(metadata)
         self.metadata = metadata
         for sink in list(self._sinks):
             sink.on_metadata(metadata)
 
-    def publish_media(self, type_id: int, timestamp: int, payload: bytes) -> None:
+    def publish_media(self, type_id: int, timestamp: int, payload: bytes, now: float = 0.0) -> None:
+        """A message from the publisher; ``now`` (seconds) is when it arrived."""
+        if self.cleaner is None:
+            self._deliver(type_id, timestamp, payload)
+            return
+        for message in self.cleaner.push(type_id, timestamp, payload, now):
+            self._deliver(message.type_id, message.timestamp, message.payload)
+        self._log_cleaner_events()
+
+    def poll(self, now: float) -> None:
+        """Release what the cleaner held past its interleave bound."""
+        if self.cleaner is not None:
+            for message in self.cleaner.poll(now):
+                self._deliver(message.type_id, message.timestamp, message.payload)
+
+    def _log_cleaner_events(self) -> None:
+        for event in self.cleaner.take_events():
+            if type(event) is LongGop:
+                self.log.warn(
+                    "stream {path}: GOP of {seconds:.1f} s is longer than the destination allows; only re-encoding can shorten it",
+                    path=self.path,
+                    seconds=event.seconds,
+                )
+            else:
+                self.log.info(
+                    "stream {path} breaks rule {rule} ({detail}); {outcome}",
+                    path=self.path,
+                    rule=event.rule,
+                    detail=event.detail,
+                    outcome="repaired" if event.repaired else "not repaired",
+                )
+
+    def _deliver(self, type_id: int, timestamp: int, payload: bytes) -> None:
         message = MediaMessage(type_id, timestamp, payload)
         counters = self.counters
         counters.bytes_in += len(payload)
@@ -101,6 +147,9 @@ class LiveStream:
             sink.on_media(type_id, timestamp, payload)
 
     def end(self) -> None:
+        if self.cleaner is not None:
+            for message in self.cleaner.finish():
+                self._deliver(message.type_id, message.timestamp, message.payload)
         for sink in list(self._sinks):
             sink.on_stream_end()
         self._sinks.clear()
@@ -158,7 +207,8 @@ class StreamRegistry:
 
     log = Logger()
 
-    def __init__(self, gop_cache_bytes: int = DEFAULT_GOP_CACHE_BYTES) -> None:
+    def __init__(self, gop_cache_bytes: int = DEFAULT_GOP_CACHE_BYTES, cleaning: CleanerConfig | None = None) -> None:
+        self.cleaning = cleaning
         self._streams: dict[str, LiveStream] = {}
         self._waiting: dict[str, list[MediaSink]] = {}
         self._listeners: list = []
@@ -178,7 +228,8 @@ class StreamRegistry:
         """The new stream, or None when ``path`` is already being published."""
         if path in self._streams:
             return None
-        stream = LiveStream(path, publisher, self.gop_cache_bytes)
+        cleaner = StreamCleaner(self.cleaning) if self.cleaning is not None else None
+        stream = LiveStream(path, publisher, self.gop_cache_bytes, cleaner)
         self._streams[path] = stream
         self.log.info("stream {path} published", path=path)
         for listener in list(self._listeners):
@@ -191,15 +242,17 @@ class StreamRegistry:
         if self._streams.get(stream.path) is not stream:
             return
         del self._streams[stream.path]
+        stream.end()
         self.log.info(
             "stream {path} unpublished after {video} video and {audio} audio messages",
             path=stream.path,
             video=stream.counters.video_messages,
             audio=stream.counters.audio_messages,
         )
+        if stream.cleaner is not None:
+            self.log.info("stream {path} cleaner counters: {counters}", path=stream.path, counters=stream.cleaner.counters.as_dict())
         for listener in list(self._listeners):
             listener.stream_ended(stream)
-        stream.end()
 
     def subscribe(self, path: str, sink: MediaSink) -> bool:
         """Attach now (True), or when ``path`` goes live (False), as nginx-rtmp does."""

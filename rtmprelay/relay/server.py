@@ -25,6 +25,8 @@ from rtmprelay.relay.transport import set_tcp_nodelay
 
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 CLOSE_GRACE_SECONDS = 5.0
+#: How often held media is checked for release when nothing arrives.
+POLL_INTERVAL = 0.05
 #: A player whose socket is this far behind loses frames up to the next keyframe
 #: instead of growing our memory (nginx-rtmp drops on slow clients likewise).
 DEFAULT_PLAYER_BUFFER_BYTES = 8 * 1024 * 1024
@@ -48,6 +50,7 @@ class RTMPServerProtocol(Protocol):
         self._published: dict[int, LiveStream] = {}
         self._players: dict[int, _PlayerSink] = {}
         self._handshake_timer = None
+        self._poller = None
         self._closed = False
         self._lost = False
         self.peer = "?"
@@ -86,6 +89,9 @@ class RTMPServerProtocol(Protocol):
         self._closed = True
         self._lost = True
         self._cancel_handshake_timer()
+        if self._poller is not None and self._poller.active():
+            self._poller.cancel()
+        self._poller = None
         for stream in list(self._published.values()):
             self.registry.stop(stream)
         self._published.clear()
@@ -118,6 +124,7 @@ class RTMPServerProtocol(Protocol):
             self.session.reject_publish(event.stream_id, s.Status.PUBLISH_BAD_NAME, f"{event.path} is already being published.")
             return
         self._published[event.stream_id] = stream
+        self._start_polling()
         self.session.accept_publish(event.stream_id)
         self.log.info("publish {path} from {peer}", path=event.path, peer=self.peer)
 
@@ -129,7 +136,7 @@ class RTMPServerProtocol(Protocol):
     def _on_media(self, event: s.MediaReceived) -> None:
         stream = self._published.get(event.stream_id)
         if stream is not None:
-            stream.publish_media(event.type_id, event.timestamp, event.payload)
+            stream.publish_media(event.type_id, event.timestamp, event.payload, self.clock.seconds())
 
     def _on_publish_ended(self, event: s.PublishEnded) -> None:
         stream = self._published.pop(event.stream_id, None)
@@ -149,6 +156,20 @@ class RTMPServerProtocol(Protocol):
             self.registry.unsubscribe(player.path, player)
 
     # -- helpers ---------------------------------------------------------------------
+
+    def _start_polling(self) -> None:
+        """A cleaner holds messages for interleaving; release them even when input pauses."""
+        if self._poller is None and self.registry.cleaning is not None:
+            self._poller = self.clock.callLater(POLL_INTERVAL, self._poll)
+
+    def _poll(self) -> None:
+        self._poller = None
+        if self._closed or not self._published:
+            return
+        now = self.clock.seconds()
+        for stream in list(self._published.values()):
+            stream.poll(now)
+        self._poller = self.clock.callLater(POLL_INTERVAL, self._poll)
 
     def _flush(self) -> None:
         data = self.session.data_to_send()

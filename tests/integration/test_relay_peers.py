@@ -1,6 +1,10 @@
 """The relay between real peers: ffmpeg, GStreamer (librtmp's rtmpsink and
 rtmp2sink) and rtmpdump/ffprobe/rtmp2src on one side, nginx-rtmp as the strict
-upstream on the other. Media is checked byte for byte and by decoding."""
+upstream on the other. Media is checked byte for byte and by decoding.
+
+These test the protocol, so the relays run with ``--no-clean``: what nginx
+records must then be exactly what was published. Cleaning has its own tests
+(test_cleaning_peers.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ def upstream(nginx_rtmp_factory):
 
 @pytest.fixture
 def forwarding_relay(rtmprelay_factory, upstream):
-    return rtmprelay_factory(["--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"])
+    return rtmprelay_factory(["--no-clean", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"])
 
 
 def _read_until_closed(sock, timeout=10.0):
@@ -121,7 +125,7 @@ def test_second_publisher_to_a_live_path_is_refused_and_the_first_goes_on(forwar
 
 
 def test_bad_clients_do_not_disturb_a_live_stream(rtmprelay_factory, upstream, ffmpeg_publisher_factory, reference_flv):
-    relay = rtmprelay_factory(["--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}", "--handshake-timeout", "1"])
+    relay = rtmprelay_factory(["--no-clean", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}", "--handshake-timeout", "1"])
     publisher = ffmpeg_publisher_factory(relay.url("live/user1/steady"), seconds=None, source_file=reference_flv)
     garbage = socket.create_connection(("127.0.0.1", relay.port))
     garbage.sendall(b"\x06" + b"\xff" * 2000)  # RTMPE version, then junk
@@ -143,9 +147,9 @@ def test_rtmps_ingest_and_rtmps_upstream(tmp_path, rtmprelay_factory, upstream, 
     """ffmpeg -> RTMPS -> relay A -> RTMPS (verified against a test CA) -> relay B -> nginx."""
     pki = make_test_pki(tmp_path / "pki")
     tls = (str(pki["key"]), str(pki["cert"]))
-    relay_b = rtmprelay_factory(["--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"], tls=tls)
+    relay_b = rtmprelay_factory(["--no-clean", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"], tls=tls)
     relay_a = rtmprelay_factory(
-        ["--forward", f"rtmps://localhost:{relay_b.port}/live/{{path}}", "--upstream-ca", str(pki["ca"])],
+        ["--no-clean", "--forward", f"rtmps://localhost:{relay_b.port}/live/{{path}}", "--upstream-ca", str(pki["ca"])],
         tls=tls,
     )
     publisher = ffmpeg_publisher_factory(relay_a.url("live/user1/secure"), seconds=None, source_file=reference_flv)
