@@ -77,7 +77,9 @@ class CleanerConfig:
 
 
 @attrs.frozen
-class OutputMessage:
+class MediaMessage:
+    """One audio (8), video (9) or data (18) message body with its timestamp."""
+
     type_id: int
     timestamp: int
     payload: bytes
@@ -144,7 +146,7 @@ class StreamCleaner:
         self.counters = CleanerCounters()
         self._events: list = []
         self._verdicts: dict[str, Verdict] = {}
-        self._queue: list = []  # heap of (timestamp, seq, arrival, OutputMessage)
+        self._queue: list = []  # heap of (timestamp, seq, arrival, MediaMessage)
         self._seq = itertools.count()
         self._origin: float | None = None
         # video
@@ -181,7 +183,7 @@ class StreamCleaner:
 
     # -- public --------------------------------------------------------------------------
 
-    def push(self, type_id: int, timestamp: int, payload: bytes, now: float) -> list[OutputMessage]:
+    def push(self, type_id: int, timestamp: int, payload: bytes, now: float) -> list[MediaMessage]:
         if self._origin is None:
             self._origin = now
         if type_id == VIDEO:
@@ -194,7 +196,7 @@ class StreamCleaner:
         self._measure_bytes(len(payload), now)
         return self.poll(now)
 
-    def poll(self, now: float) -> list[OutputMessage]:
+    def poll(self, now: float) -> list[MediaMessage]:
         """What may leave now: everything both tracks have passed, or held past the bound."""
         self._keep_audio_flowing(now)
         limit = self._release_limit(now)
@@ -205,7 +207,7 @@ class StreamCleaner:
             out.append(heapq.heappop(queue)[3])
         return out
 
-    def finish(self) -> list[OutputMessage]:
+    def finish(self) -> list[MediaMessage]:
         out = [item[3] for item in sorted(self._queue)]
         self._queue.clear()
         return out
@@ -529,7 +531,7 @@ class StreamCleaner:
         return min(limits) if limits else math.inf
 
     def _enqueue(self, type_id: int, timestamp: int, payload: bytes, now: float) -> None:
-        heapq.heappush(self._queue, (timestamp, next(self._seq), now, OutputMessage(type_id, timestamp, payload)))
+        heapq.heappush(self._queue, (timestamp, next(self._seq), now, MediaMessage(type_id, timestamp, payload)))
 
     def _note_repair(self, track: str, repair: Repair | None) -> None:
         if repair is None:

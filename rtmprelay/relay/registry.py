@@ -14,7 +14,7 @@ import attrs
 from twisted.logger import Logger
 
 from rtmprelay.media import flv
-from rtmprelay.media.cleaner import CleanerConfig, LongGop, StreamCleaner
+from rtmprelay.media.cleaner import CleanerConfig, LongGop, MediaMessage, StreamCleaner
 from rtmprelay.rtmp.messages import MessageType
 
 #: Bound on the frames cached since the last keyframe for late joiners: a GOP
@@ -38,13 +38,6 @@ class Publisher(Protocol):
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
-
-
-@attrs.frozen
-class MediaMessage:
-    type_id: int
-    timestamp: int
-    payload: bytes
 
 
 @attrs.define

@@ -178,6 +178,35 @@ def _check_version(byte: int, where: str) -> None:
     raise HandshakeError(f"unsupported RTMP version 0x{byte:02x}", where=where)
 
 
+class _StepMachine:
+    """Both sides read fixed-size packets in a fixed order: a table of
+    ``state -> (bytes needed, handler)`` run until the data runs out.
+    Bytes after the last packet are the peer's first chunks: ``leftover``."""
+
+    _STEPS: dict
+    _state: enum.Enum
+    _buffer: bytearray
+    leftover: bytes
+
+    def _run_steps(self, data: bytes, done: enum.Enum) -> bytes:
+        if self._state is done:
+            self.leftover += data
+            return b""
+        self._buffer += data
+        out = bytearray()
+        while self._state is not done:
+            need, handler = self._STEPS[self._state]
+            if len(self._buffer) < need:
+                break
+            chunk = bytes(self._buffer[:need])
+            del self._buffer[:need]
+            out += handler(self, chunk)
+        if self._state is done:
+            self.leftover = bytes(self._buffer)
+            self._buffer.clear()
+        return bytes(out)
+
+
 class _ServerState(enum.Enum):
     C0 = "waiting for C0"
     C1 = "waiting for C1"
@@ -185,7 +214,7 @@ class _ServerState(enum.Enum):
     DONE = "done"
 
 
-class ServerHandshake:
+class ServerHandshake(_StepMachine):
     """The server side: reads C0 C1 C2, answers S0 S1 S2 as soon as C1 is in.
 
     ``receive_data(data)`` returns the bytes to send now (S0+S1+S2 once, else
@@ -227,22 +256,7 @@ class ServerHandshake:
         return self._state is _ServerState.DONE
 
     def receive_data(self, data: bytes) -> bytes:
-        if self._state is _ServerState.DONE:
-            self.leftover += data
-            return b""
-        self._buffer += data
-        out = bytearray()
-        while self._state is not _ServerState.DONE:
-            need, handler = self._STEPS[self._state]
-            if len(self._buffer) < need:
-                break
-            chunk = bytes(self._buffer[:need])
-            del self._buffer[:need]
-            out += handler(self, chunk)
-        if self._state is _ServerState.DONE:
-            self.leftover = bytes(self._buffer)
-            self._buffer.clear()
-        return bytes(out)
+        return self._run_steps(data, _ServerState.DONE)
 
     def _on_c0(self, c0: bytes) -> bytes:
         _check_version(c0[0], "C0")
@@ -292,7 +306,7 @@ class _ClientState(enum.Enum):
     DONE = "done"
 
 
-class ClientHandshake:
+class ClientHandshake(_StepMachine):
     """The client side: ``initiate()`` gives C0+C1; ``receive_data`` gives C2.
 
     ``scheme="digest"`` sends a Flash Player 9 C1 (``version``, default 9.0.124.2,
@@ -363,22 +377,7 @@ class ClientHandshake:
     def receive_data(self, data: bytes) -> bytes:
         if self._state is _ClientState.START:
             raise RuntimeError("call initiate() before receive_data()")
-        if self._state is _ClientState.DONE:
-            self.leftover += data
-            return b""
-        self._buffer += data
-        out = bytearray()
-        while self._state is not _ClientState.DONE:
-            need, handler = self._STEPS[self._state]
-            if len(self._buffer) < need:
-                break
-            chunk = bytes(self._buffer[:need])
-            del self._buffer[:need]
-            out += handler(self, chunk)
-        if self._state is _ClientState.DONE:
-            self.leftover = bytes(self._buffer)
-            self._buffer.clear()
-        return bytes(out)
+        return self._run_steps(data, _ClientState.DONE)
 
     def _on_s0(self, s0: bytes) -> bytes:
         _check_version(s0[0], "S0")
