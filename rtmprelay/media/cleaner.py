@@ -180,6 +180,7 @@ class StreamCleaner:
         self._video_times: deque = deque()
         self._key_times: deque = deque()
         self._bytes: deque = deque()
+        self._bytes_in_window = 0
 
     # -- public --------------------------------------------------------------------------
 
@@ -583,13 +584,13 @@ class StreamCleaner:
     def _measure_bytes(self, size: int, now: float) -> None:
         window = self._bytes
         window.append((now, size))
-        while window and now - window[0][0] > _MEASURE_WINDOW_S:
-            window.popleft()
+        self._bytes_in_window += size
+        while now - window[0][0] > _MEASURE_WINDOW_S:
+            self._bytes_in_window -= window.popleft()[1]
         span = now - window[0][0]
         if span >= 1.0:
-            self.counters.input_bitrate = round(sum(s for _, s in window) * 8 / span)
+            rate = self.counters.input_bitrate = round(self._bytes_in_window * 8 / span)
             low, high = self.config.min_bitrate, self.config.max_bitrate
-            rate = self.counters.input_bitrate
             if (low is not None and rate < low) or (high is not None and rate > high):
                 self._verdict("bitrate", True, False, f"{rate / 1e6:.2f} Mbit/s")
 
