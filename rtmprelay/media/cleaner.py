@@ -32,7 +32,7 @@ from rtmprelay.errors import MediaError
 from rtmprelay.media import aac, avcc, tags
 from rtmprelay.media.profiles import DestinationProfile, get_profile
 from rtmprelay.media.skipframe import SkipFrameMaker
-from rtmprelay.media.timeline import Repair, TrackTimeline
+from rtmprelay.media.timeline import Repair, Stamp, TrackTimeline
 
 AUDIO = 8
 VIDEO = 9
@@ -261,7 +261,7 @@ class StreamCleaner:
             return
         self.counters.video_in += 1
         self._measure_video(timestamp, tag.frame_type == FRAME_KEY)
-        stamp = self._video_clock().place(timestamp, now, self._anchor(now, self._audio_timeline))
+        stamp = self._place(self._video_clock(), timestamp, now, self._audio_timeline)
         self._note_repair("video", stamp.repair)
         if self._video_passthrough or self._avc is None:
             self._video_passthrough_frame(stamp.time_ms, payload, now)
@@ -434,7 +434,7 @@ class StreamCleaner:
         frame_ms = self._audio_frame_ms()
         if self._audio_timeline is None:
             self._audio_timeline = TrackTimeline(frame_ms, self.config.jump_threshold_ms)
-        stamp = self._audio_timeline.place(timestamp, now, self._anchor(now, self._video_timeline))
+        stamp = self._place(self._audio_timeline, timestamp, now, self._video_timeline)
         self._note_repair("audio", stamp.repair)
         if self._aac is None or tag.aac_packet_type is None:
             out_ms = max(int(round(stamp.time_ms)), self._audio_out_ms)
@@ -513,11 +513,17 @@ class StreamCleaner:
 
     # -- shared --------------------------------------------------------------------------
 
-    def _anchor(self, now: float, other: TrackTimeline | None) -> float:
-        """Where the other track's clock says a message arriving now belongs."""
-        if self.config.wallclock or other is None or not other.started:
-            return (now - self._origin) * 1000.0
-        return other.last_out + (now - other.last_arrival) * 1000.0
+    def _place(self, timeline: TrackTimeline, timestamp: int, now: float, other: TrackTimeline | None) -> Stamp:
+        """Output time of one message: its timestamp on the track's timeline, or, in
+        wall-clock mode (ffmpeg's -use_wallclock_as_timestamps), its arrival."""
+        if self.config.wallclock:
+            return Stamp((now - self._origin) * 1000.0)
+        if other is None or not other.started:
+            anchor = (now - self._origin) * 1000.0
+        else:
+            # where the other track's clock says a message arriving now belongs
+            anchor = other.last_out + (now - other.last_arrival) * 1000.0
+        return timeline.place(timestamp, now, anchor)
 
     def _release_limit(self, now: float) -> float:
         """Messages up to this time are safe to release: no track can go below it."""

@@ -189,3 +189,28 @@ def test_random_timestamps_come_out_monotonic_on_the_grid_and_in_sync(dirty_stre
     assert all(b - a in (23, 24) for a, b in zip(ats, ats[1:]))
     if vts and ats:
         assert abs(vts[-1] - ats[-1]) <= 1000 + CLOUDFLARE.interleave_delay_ms
+
+
+def test_malformed_media_is_counted_and_passed_on_untouched(dirty_stream_factory):
+    stream = make(dirty_stream_factory, seconds=3.0)
+    cleaner = StreamCleaner(CLOUDFLARE)
+    out = []
+    garbage = b"\x27\x01\x00\x00\x00\x00\x00\x00\xff"  # an AVCC length that overruns the frame
+    for i, message in enumerate(stream.messages):
+        out += cleaner.push(message.type_id, message.timestamp, message.payload, message.send_at)
+        if i == 40:
+            out += cleaner.push(9, message.timestamp, garbage, message.send_at)
+    out += cleaner.finish()
+    assert cleaner.counters.malformed == 1
+    assert [m.payload for m in out].count(garbage) == 1
+    assert cleaner.counters.video_out >= 3 * 30 - 1
+
+
+def test_wallclock_mode_stamps_by_arrival(dirty_stream_factory):
+    """Timestamps that lie (a 60 s jump) do not matter: arrival time does."""
+    stream = make(dirty_stream_factory, d.TimestampJump(at_s=1.0, delta_ms=60_000), seconds=3.0)
+    cleaner, out = clean(stream, CleanerConfig.from_profile("cloudflare", wallclock=True))
+    video = [ts for type_id, ts, payload in out if type_id == 9 and payload[1] == 1]
+    assert video[-1] <= 3000 + 100
+    assert cleaner.counters.repairs["video"] == {}  # arrival time has no jumps to repair
+    validate(out, "generic", fps=30).assert_ok()
