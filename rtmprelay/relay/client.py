@@ -23,7 +23,7 @@ from rtmprelay.errors import ProtocolError
 from rtmprelay.media import flv
 from rtmprelay.rtmp import session as s
 from rtmprelay.rtmp.messages import MessageType
-from rtmprelay.relay.transport import set_tcp_nodelay
+from rtmprelay.relay.transport import quick_ack, set_tcp_nodelay
 
 #: Media held while the upstream connects, or while its socket is full.
 DEFAULT_UPSTREAM_QUEUE_BYTES = 8 * 1024 * 1024
@@ -70,6 +70,8 @@ class RTMPClientProtocol(Protocol):
         self.flush()
 
     def dataReceived(self, data: bytes) -> None:
+        if not self.session.publishing:
+            quick_ack(self.transport)
         try:
             events = self.session.receive_data(data)
         except ProtocolError as error:
