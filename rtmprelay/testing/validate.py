@@ -314,8 +314,10 @@ class _Checker:
         self.codecs_reported: set[tuple[str, int]] = set()
         self.last_video_dts: int | None = None
         self.last_audio_ts: int | None = None
-        # The clocks A/V drift compares: the latest audio timestamp, and the
-        # highest video PTS since video last went back (B-frames decode late).
+        # The clocks A/V drift compares: the latest audio timestamp and the
+        # latest video DTS. FLV interleaves by DTS; comparing with PTS would count
+        # a B-frame stream's reorder delay (up to seconds at a low, varying frame
+        # rate) as drift.
         self.audio_clock: int | None = None
         self.video_clock: int | None = None
         self.drift_max: int | None = None
@@ -384,8 +386,7 @@ class _Checker:
             self.add("idr", f"IDR slice in a frame not labelled keyframe (NAL types {types})", where, tag.timestamp)
         self.frames.append(_Frame(number, tag, tag.timestamp, cts, keyframe, avcc, self.video_config or b""))
         self.last_video_dts = tag.timestamp
-        pts = tag.timestamp + cts
-        self.video_clock = pts if self.video_clock is None else max(self.video_clock, pts)
+        self.video_clock = tag.timestamp if self.video_clock is None else max(self.video_clock, tag.timestamp)
         if self.audio_clock is not None:
             # A fresh video frame behind audio that has already arrived: audio runs ahead.
             self._drift(max(0, self.audio_clock - self.video_clock), True, where, tag.timestamp)
@@ -455,7 +456,7 @@ class _Checker:
                 self.add(
                     "av_drift",
                     f"audio {abs(drift)} ms {ahead} video (audio clock {self.audio_clock} ms, "
-                    f"video clock (PTS) {self.video_clock} ms; limit {bound:g} ms)",
+                    f"video clock (DTS) {self.video_clock} ms; limit {bound:g} ms)",
                     where, when,
                 )
             self.drifting[ahead_side] = True

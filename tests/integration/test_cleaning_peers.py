@@ -27,6 +27,7 @@ SCENARIOS = {
     "reset": (d.TimestampReset(at_s=3.5),),
     "skew": (d.AVSkew(audio_ahead_ms=600),),
     "agap": (d.AudioGap(at_s=2.0, duration_s=1.5),),
+    "bframes": (),  # made with bframes=2 below
 }
 
 
@@ -40,7 +41,12 @@ def test_every_fault_comes_out_of_the_relay_clean_for_cloudflare(
     entropy, upstream, rtmprelay_factory, dirty_stream_factory, dirty_publisher_factory
 ):
     relay = rtmprelay_factory(["--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}", "--profile", "cloudflare"])
-    streams = {name: dirty_stream_factory(d.DirtyStreamSpec(**SPEC, entropy=entropy).with_faults(*faults)) for name, faults in SCENARIOS.items()}
+    streams = {
+        name: dirty_stream_factory(
+            d.DirtyStreamSpec(**SPEC, entropy=entropy, bframes=2 if name == "bframes" else 0).with_faults(*faults)
+        )
+        for name, faults in SCENARIOS.items()
+    }
     publishers = {name: dirty_publisher_factory(relay.url(f"live/fleet/{name}"), stream) for name, stream in streams.items()}
     for publisher in publishers.values():
         publisher.wait()

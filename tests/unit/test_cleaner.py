@@ -33,6 +33,8 @@ def clean(stream: d.DirtyStream, config: CleanerConfig = CLOUDFLARE):
 
 
 def make(dirty_stream_factory, *faults, **spec):
+    if faults == ("bframes",):
+        faults, spec = (), {**spec, "bframes": 2}
     return dirty_stream_factory(d.DirtyStreamSpec(**{**BASE, **spec}).with_faults(*faults))
 
 
@@ -47,6 +49,7 @@ SCENARIOS = {
     "reset": (d.TimestampReset(at_s=4.0),),
     "audio-ahead": (d.AVSkew(audio_ahead_ms=700),),
     "audio-gap": (d.AudioGap(at_s=2.0, duration_s=1.5),),
+    "b-frames": ("bframes",),
     "everything": (
         d.VariableFrameRate(min_fps=9, max_fps=15, seed=5),
         d.IrregularGop(lo_s=0.07, hi_s=3.0, seed=2),
@@ -214,3 +217,16 @@ def test_wallclock_mode_stamps_by_arrival(dirty_stream_factory):
     assert video[-1] <= 3000 + 100
     assert cleaner.counters.repairs["video"] == {}  # arrival time has no jumps to repair
     validate(out, "generic", fps=30).assert_ok()
+
+
+def test_b_frames_at_a_varying_rate_are_retimed_and_counted(dirty_stream_factory):
+    """A skip P-frame cannot repeat the last picture shown when frames are reordered:
+    such frames are snapped to the grid (gaps remain) and counted as retimed."""
+    stream = make(dirty_stream_factory, d.VariableFrameRate(min_fps=9, max_fps=15, seed=3), bframes=2)
+    cleaner, out = clean(stream)
+    assert cleaner.counters.retimed > 0 and cleaner.counters.duplicated == 0
+    verdict = {v.rule: v for v in cleaner.verdicts()}["constant_frame_rate"]
+    assert verdict.broken and not verdict.repaired
+    report = validate(out, "cloudflare", fps=30)
+    assert report.failed_checks() <= {"frame_interval", "frame_rate"}, report.summary()
+    assert report.decode_errors == 0
