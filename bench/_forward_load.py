@@ -26,7 +26,6 @@ the reactor writes them) and once per read (receive).
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import socket
@@ -157,10 +156,10 @@ class Schedule:
         # A cleaning relay re-stamps audio by sample count and may relabel a keyframe
         # (byte 0 of the tag): such messages are known by the rest of their content,
         # in send order (the input loops, so a payload recurs once per loop).
-        self.content_index: dict = {}
+        self.content_index: dict = {}  # shared by every player: read-only after this
         for i in range(len(self.payloads)):
             if not self.header[i]:
-                self.content_index.setdefault((self.type_ids[i], self.payloads[i][1:]), collections.deque()).append(i)
+                self.content_index.setdefault((self.type_ids[i], self.payloads[i][1:]), []).append(i)
 
     def __len__(self) -> int:
         return len(self.type_ids)
@@ -219,6 +218,7 @@ class Player(Protocol):
         self.stream_id = 0
         self.playing = False
         self.recv_times = array("d", bytes(8 * len(load.schedule)))
+        self.content_pos: dict = {}
         self.first_picture: float = 0.0
         self.first_picture_index = -1
         self.unmatched = 0
@@ -256,11 +256,14 @@ class Player(Protocol):
                 if i is None and is_header(type_id, payload):
                     i = self.load.schedule.header_index.get((type_id, payload))
                 elif i is None:
-                    candidates = self.load.schedule.content_index.get((type_id, payload[1:]))
-                    while candidates and recv[candidates[0]]:
-                        candidates.popleft()
-                    if candidates:
-                        i = candidates.popleft()
+                    key = (type_id, payload[1:])
+                    candidates = self.load.schedule.content_index.get(key, ())
+                    at = self.content_pos.get(key, 0)  # this player's own place in the list
+                    while at < len(candidates) and recv[candidates[at]]:
+                        at += 1
+                    if at < len(candidates):
+                        i = candidates[at]
+                        self.content_pos[key] = at + 1
                 if i is None:
                     self.unmatched += 1
                 elif recv[i]:
