@@ -33,6 +33,7 @@ from rtmprelay.media.cleaner import CleanerConfig, StreamCleaner
 from rtmprelay.relay.registry import LiveStream
 from rtmprelay.rtmp import session as s
 from rtmprelay.testing.flv import read_flv_tags
+from rtmprelay.testing.memory import accept_all, publishing_pair
 
 CACHE = Path("/tmp/rtmprelay-bench-cache")
 POLL = 0.05
@@ -60,29 +61,12 @@ def messages_of(path: Path) -> list[tuple[int, int, bytes]]:
 
 def wire_bytes(messages) -> bytes:
     """What a publisher would have sent: a real ClientSession's chunk stream."""
-    client = s.ClientSession.for_url("rtmp://relay/live/u/s")
-    server = s.ServerSession()
-    client.initiate()
-    preamble = bytearray()
-    for _ in range(20):
-        out = client.data_to_send()
-        preamble += out
-        if out:
-            for event in server.receive_data(out):
-                if type(event) is s.ConnectRequested:
-                    server.accept_connect()
-                elif type(event) is s.PublishRequested:
-                    server.accept_publish(event.stream_id)
-        back = server.data_to_send()
-        if back:
-            client.receive_data(back)
-        if not out and not back:
-            break
+    client, _server, _, _, preamble = publishing_pair("rtmp://relay/live/u/s")
     per_message = []
     for type_id, timestamp, payload in messages:
         client.send_media(type_id, timestamp, payload)
         per_message.append((timestamp, client.data_to_send()))
-    return bytes(preamble), per_message
+    return preamble, per_message
 
 
 class _Publisher:
@@ -126,10 +110,7 @@ def run(preamble: bytes, per_message, clean: bool):
     arrivals: dict[int, tuple] = {}  # id(payload) -> (arrival, payload); unchanged payloads pass as the same object
     t0 = time.process_time()
     for event in server.receive_data(preamble):
-        if type(event) is s.ConnectRequested:
-            server.accept_connect()
-        elif type(event) is s.PublishRequested:
-            server.accept_publish(event.stream_id)
+        accept_all(server, event)
     server.data_to_send()
     next_poll = 0.0
     for timestamp, data in per_message:

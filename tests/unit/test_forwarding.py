@@ -12,6 +12,7 @@ from rtmprelay.relay.forward import StreamName, UrlTemplate
 from rtmprelay.relay.registry import LiveStream
 from rtmprelay.rtmp import messages as m
 from rtmprelay.rtmp import session as s
+from rtmprelay.testing.memory import publishing_pair
 
 AVC_HEADER = b"\x17\x00\x00\x00\x00\x01\x64\x00\x1f"
 AAC_HEADER = b"\xaf\x00\x12\x10"
@@ -57,22 +58,7 @@ class FakePublisher:
 
 def publishing_client():
     """A ClientSession that has completed connect/createStream/publish against a ServerSession."""
-    client = s.ClientSession.for_url("rtmp://up/live/u1/s1")
-    server = s.ServerSession()
-    client.initiate()
-    for _ in range(20):
-        out = client.data_to_send()
-        if out:
-            for event in server.receive_data(out):
-                if type(event) is s.ConnectRequested:
-                    server.accept_connect()
-                elif type(event) is s.PublishRequested:
-                    server.accept_publish(event.stream_id)
-        back = server.data_to_send()
-        if back:
-            client.receive_data(back)
-        if not out and not back:
-            break
+    client, server, _, _, _ = publishing_pair("rtmp://up/live/u1/s1")
     assert client.publishing
     return client, server
 

@@ -11,40 +11,11 @@ from rtmprelay.rtmp import session as s
 from rtmprelay.rtmp.chunks import ChunkReader, ChunkWriter, Message
 from rtmprelay.rtmp.connection import Connection, HandshakeCompleted, MessageReceived, Role
 from rtmprelay.rtmp.handshake import ClientHandshake
-
-
-def pump(client, server, server_events, client_events, *, decide=None, rounds=20):
-    """Shuttle bytes both ways until both go quiet."""
-    for _ in range(rounds):
-        to_server = client.data_to_send()
-        if to_server:
-            new = server.receive_data(to_server)
-            server_events.extend(new)
-            if decide:
-                for event in new:
-                    decide(server, event)
-        to_client = server.data_to_send()
-        if to_client:
-            client_events.extend(client.receive_data(to_client))
-        if not to_server and not to_client:
-            return
-
-
-def accept_all(server, event):
-    if type(event) is s.ConnectRequested:
-        server.accept_connect()
-    elif type(event) is s.PublishRequested:
-        server.accept_publish(event.stream_id)
-    elif type(event) is s.PlayRequested:
-        server.accept_play(event.stream_id)
+from rtmprelay.testing.memory import accept_all, publishing_pair, pump
 
 
 def connected_pair(url="rtmp://127.0.0.1/live/user1/stream1", decide=accept_all):
-    client = s.ClientSession.for_url(url)
-    server = s.ServerSession()
-    server_events, client_events = [], []
-    client.initiate()
-    pump(client, server, server_events, client_events, decide=decide)
+    client, server, server_events, client_events, _ = publishing_pair(url, decide)
     return client, server, server_events, client_events
 
 
