@@ -420,6 +420,18 @@ class ServerSession:
         type_id = m.MessageType.VIDEO if type(body) is m.Video else m.MessageType.AUDIO
         events.append(MediaReceived(event.stream_id, type_id, event.timestamp, body.payload))
 
+    def _on_aggregate(self, event: MessageReceived, events: list) -> None:
+        """FLV tags bundled into one message (FMS and some encoders send them): unbundled."""
+        stream = self._streams.get(event.stream_id)
+        if stream is None or stream.state is not _NetStream.PUBLISHING:
+            return
+        for inner in m.split_aggregate(event.body.payload, event.timestamp, stream_id=event.stream_id):
+            if inner.type_id in (m.MessageType.AUDIO, m.MessageType.VIDEO):
+                events.append(MediaReceived(event.stream_id, inner.type_id, inner.timestamp, inner.payload))
+            elif inner.type_id == m.MessageType.DATA_AMF0:
+                body = m.decode_body(inner.type_id, inner.payload)
+                self._on_data(MessageReceived(body, inner.timestamp, event.stream_id, event.chunk_stream_id), events)
+
     def _on_unknown(self, event: MessageReceived, events: list) -> None:
         raise MessageError(
             f"unknown message type {event.body.type_id}",
@@ -482,6 +494,7 @@ _SERVER_HANDLERS = {
     m.Data: ServerSession._on_data,
     m.Audio: ServerSession._on_media,
     m.Video: ServerSession._on_media,
+    m.Aggregate: ServerSession._on_aggregate,
     m.Unknown: ServerSession._on_unknown,
 }
 

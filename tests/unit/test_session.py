@@ -222,3 +222,23 @@ def test_ping_request_gets_a_ping_response():
     assert of_type([e.body for e in client_events], m.PingRequest)
     reply = [e.body for e in server.receive_data(client.data_to_send())]
     assert m.PingResponse(123456) in reply
+
+
+def _flv_tag(type_id: int, timestamp: int, data: bytes) -> bytes:
+    head = bytes([type_id]) + len(data).to_bytes(3, "big") + (timestamp & 0xFFFFFF).to_bytes(3, "big")
+    head += bytes([timestamp >> 24 & 0xFF]) + b"\x00\x00\x00"
+    return head + data + (11 + len(data)).to_bytes(4, "big")
+
+
+def test_aggregate_messages_are_unbundled_into_media():
+    client, server, server_events, client_events = connected_pair()
+    server_events.clear()
+    bundle = _flv_tag(9, 1000, b"\x17\x01\x00\x00\x00key") + _flv_tag(8, 1010, b"\xaf\x01aac") + _flv_tag(9, 1033, b"\x27\x01\x00\x00\x00p")
+    client.connection.send(m.Aggregate(bundle), stream_id=client.stream_id, timestamp=5000, chunk_stream_id=6)
+    pump(client, server, server_events, client_events)
+    media = [(e.type_id, e.timestamp, e.payload) for e in of_type(server_events, s.MediaReceived)]
+    assert media == [
+        (9, 5000, b"\x17\x01\x00\x00\x00key"),
+        (8, 5010, b"\xaf\x01aac"),
+        (9, 5033, b"\x27\x01\x00\x00\x00p"),
+    ]
