@@ -1,0 +1,38 @@
+"""twisted.web resources: HLS/DASH files, health, the streams API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.web import pages, resource, server
+
+from rtmprelay.relay.registry import StreamRegistry
+from rtmprelay.web.api import HealthResource, StreamsResource, json_safe, stream_info
+from rtmprelay.web.hls import MEDIA_FILES, HlsResource
+
+__all__ = ["HealthResource", "HlsResource", "MEDIA_FILES", "StreamsResource", "json_safe", "make_site", "stream_info"]
+
+
+class _Folder(resource.Resource):
+    """A node that only holds children: 404 for itself, never a listing."""
+
+    def getChild(self, path: bytes, request: server.Request) -> resource.IResource:
+        return pages.notFound()
+
+    def render(self, request: server.Request) -> bytes:
+        return pages.notFound().render(request)
+
+
+def make_site(registry: StreamRegistry, hls_dir: Path, *, started_at: float, clock: IReactorTime) -> server.Site:
+    """``/hls/...``, ``/health`` and ``/api/streams``; ``clock.seconds() - started_at`` is the uptime."""
+    root = _Folder()
+    root.putChild(b"hls", HlsResource(hls_dir))
+    root.putChild(b"health", HealthResource(registry, started_at=started_at, clock=clock))
+    api = _Folder()
+    api.putChild(b"streams", StreamsResource(registry))
+    root.putChild(b"api", api)
+    site = server.Site(root)
+    site.displayTracebacks = False
+    site.noisy = False
+    return site
