@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import attrs
 
@@ -10,6 +11,7 @@ from twisted.application import service, strports
 from twisted.python import usage
 
 from rtmprelay.errors import ConfigError
+from rtmprelay.hls.output import HlsOutput
 from rtmprelay.media.cleaner import CleanerConfig
 from rtmprelay.media.profiles import PROFILES, get_profile
 from rtmprelay.relay.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_QUEUE_BYTES, UpstreamConfig
@@ -17,8 +19,11 @@ from rtmprelay.relay.forward import Forwarding, UrlTemplate
 from rtmprelay.relay.registry import DEFAULT_GOP_CACHE_BYTES, StreamRegistry
 from rtmprelay.relay.server import DEFAULT_HANDSHAKE_TIMEOUT, RTMPServerFactory, ServerConfig
 from rtmprelay.rtmp.connection import DEFAULT_MAX_MESSAGE_SIZE, ConnectionConfig
+from rtmprelay.web import make_site
 
 DEFAULT_RTMP_ENDPOINT = "tcp:1935"
+DEFAULT_HTTP_ENDPOINT = "tcp:8888"
+DEFAULT_HLS_DIR = "hls"
 
 
 def _positive_int(value: str) -> int:
@@ -38,9 +43,10 @@ def _positive_float(value: str) -> float:
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
-        "An RTMP relay. It accepts publishes on the RTMP endpoints, serves them to "
-        "players (rtmp://HOST/APP/PATH), and with --forward publishes every stream "
-        "to an upstream rtmp:// or rtmps:// URL made from a template. Endpoints are "
+        "An RTMP relay. It accepts publishes on the RTMP endpoints, cleans them, serves "
+        "them to players (rtmp://HOST/APP/PATH), writes HLS served over HTTP "
+        "(http://HOST:8888/hls/USER/STREAM/index.m3u8), and with --forward publishes "
+        "every stream to an upstream rtmp:// or rtmps:// URL made from a template. Endpoints are "
         "Twisted endpoint strings: tcp:1935, tcp:1935:interface=127.0.0.1, "
         "ssl:1936:privateKey=key.pem:certKey=cert.pem (RTMPS ingest)."
     )
@@ -64,10 +70,18 @@ class Options(usage.Options):
         ["min-keyframe-interval", None, None,
          "Seconds: keyframes closer than this are relabelled as inter frames (overrides the profile's).", float],
         ["max-keyframe-interval", None, None, "Seconds: longer GOPs are reported (overrides the profile's).", float],
+        ["hls", None, None,
+         f"Write HLS (copy mode: segments cut at keyframes) for every stream under this folder. "
+         f"Default: ./{DEFAULT_HLS_DIR} when not forwarding, off when forwarding."],
+        ["hls-segment", None, 2.0, "Target HLS segment length in seconds.", _positive_float],
+        ["hls-window", None, 5, "Segments listed in each playlist; older ones are deleted.", _positive_int],
+        ["http", None, DEFAULT_HTTP_ENDPOINT, "HTTP endpoint serving /hls/, /health and /api/streams."],
         ["jump-threshold", None, 1000.0, "Milliseconds: a larger unexplained timestamp step is re-based.", _positive_float],
         ["interleave-delay", None, 500.0, "Milliseconds the cleaner may hold media to interleave audio and video.", _positive_float],
     ]
     optFlags = [
+        ["no-hls", None, "Write no HLS, even when not forwarding."],
+        ["no-http", None, "Serve no HTTP (no HLS files, health or API)."],
         ["no-clean", None, "Pass streams through as published: no timestamp, frame-rate or keyframe repair."],
         ["wallclock-timestamps", None, "Stamp media by arrival time (like ffmpeg's -use_wallclock_as_timestamps)."],
     ]
@@ -83,6 +97,10 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["rtmp"]:
             self["rtmp"] = [DEFAULT_RTMP_ENDPOINT]
+        if self["no-hls"]:
+            self["hls"] = None
+        elif self["hls"] is None and not self["forward"]:
+            self["hls"] = DEFAULT_HLS_DIR
         try:
             if self["forward"]:
                 self["forward"] = UrlTemplate(self["forward"])
@@ -131,9 +149,14 @@ def makeService(options: Options) -> service.MultiService:
         connection=ConnectionConfig(max_message_size=options["max-message-size"]),
         handshake_timeout=options["handshake-timeout"],
     )
+    if options["hls"]:
+        registry.add_listener(HlsOutput(Path(options["hls"]), segment_s=options["hls-segment"], window=options["hls-window"]))
     factory = RTMPServerFactory(registry, config, reactor)
     for endpoint in options["rtmp"]:
         strports.service(endpoint, factory).setServiceParent(top)
+    if not options["no-http"]:
+        site = make_site(registry, Path(options["hls"] or DEFAULT_HLS_DIR), started_at=reactor.seconds(), clock=reactor)
+        strports.service(options["http"], site).setServiceParent(top)
     top.registry = registry
     return top
 

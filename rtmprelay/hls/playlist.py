@@ -82,6 +82,10 @@ class MediaPlaylist:
             removed.append(gone.uri)
         return removed
 
+    def reopen(self) -> None:
+        """The stream came back after ``end()``: drop EXT-X-ENDLIST and go on."""
+        self.ended = False
+
     def end(self) -> None:
         """Mark the stream finished (``#EXT-X-ENDLIST``)."""
         self.ended = True

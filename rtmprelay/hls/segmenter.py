@@ -171,6 +171,14 @@ class TsSegmenter:
         self._aac = None
         self._last_video_ms = None
 
+    def reopen(self) -> None:
+        """After ``finish()``: the publisher came back; go on with the same playlist,
+        EXT-X-ENDLIST removed and a discontinuity before the next segment."""
+        if self._finished:
+            self._finished = False
+            self.playlist.reopen()
+        self.restart()
+
     def finish(self) -> None:
         """Close the open segment and end the playlist (``#EXT-X-ENDLIST``)."""
         if self._finished:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from rtmprelay.testing.peers import PeerError, PeerProcess
 from rtmprelay.testing.ports import LOCALHOST, free_port, wait_for_port
@@ -41,7 +43,18 @@ class RelayProcess(PeerProcess):
             endpoint = f"ssl:{self.port}:interface={LOCALHOST}:privateKey={key}:certKey={cert}"
         else:
             endpoint = f"tcp:{self.port}:interface={LOCALHOST}"
-        self.argv = [sys.executable, "-m", "rtmprelay", "--rtmp", endpoint, *self.args]
+        # Its own HTTP port, so that relays in one test (or one machine) never collide.
+        self.http_port = free_port()
+        http = ["--http", f"tcp:{self.http_port}:interface={LOCALHOST}"]
+        # Its own HLS folder (when it writes HLS at all), never the current directory.
+        self.hls_dir: Path | None = None
+        hls: list[str] = []
+        if "--hls" not in self.args and "--no-hls" not in self.args:
+            if log_dir is not None:
+                Path(log_dir).mkdir(parents=True, exist_ok=True)
+            self.hls_dir = Path(tempfile.mkdtemp(prefix="rtmprelay-hls-", dir=log_dir))
+            hls = ["--hls", str(self.hls_dir)]
+        self.argv = [sys.executable, "-m", "rtmprelay", "--rtmp", endpoint, *http, *hls, *self.args]
 
     def start(self):
         super().start()
@@ -51,6 +64,9 @@ class RelayProcess(PeerProcess):
             self.kill()
             raise PeerError(f"rtmprelay did not listen on {self.port}.\n{self.describe()}\n{self.log_text}") from None
         return self
+
+    def http_url(self, path: str) -> str:
+        return f"http://{LOCALHOST}:{self.http_port}/{path.lstrip('/')}"
 
     def url(self, path: str) -> str:
         scheme = "rtmps" if self.tls else "rtmp"
