@@ -7,24 +7,5 @@ The routes are the old relay's, so the cloud side needs no change:
 - ``POST {base}/api/rtmp-relay/stream-ended``: ``{"userId", "streamId"}``.
 """
 
-from rtmprelay.cloud.client import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    UPSTREAM_URL_FIELDS,
-    CloudClient,
-    CloudConfig,
-    CloudError,
-    parse_upstream_url,
-    sign_body,
-)
-
-__all__ = [
-    "SIGNATURE_HEADER",
-    "TIMESTAMP_HEADER",
-    "UPSTREAM_URL_FIELDS",
-    "CloudClient",
-    "CloudConfig",
-    "CloudError",
-    "parse_upstream_url",
-    "sign_body",
-]
+from rtmprelay.cloud.client import *  # noqa: F403 - the public names are client's __all__
+from rtmprelay.cloud.client import __all__  # noqa: F401

@@ -282,7 +282,7 @@ class CloudClient:
                     f"last status {status}", method=method, url=url, status=status, attempts=attempt + 1
                 )
             return status, answer, attempt + 1
-        assert last is not None
+        # The loop ran retries + 1 >= 1 times and every pass that did not return set ``last``.
         self.log.error(
             "{method} {url} failed for good after {attempts} attempt(s): {reason}",
             method=method,
