@@ -23,7 +23,7 @@ from rtmprelay.errors import ProtocolError
 from rtmprelay.media import flv
 from rtmprelay.rtmp import session as s
 from rtmprelay.rtmp.messages import MessageType
-from rtmprelay.relay.transport import quick_ack, set_tcp_nodelay
+from rtmprelay.relay.transport import KeyframeGate, quick_ack, set_tcp_nodelay
 
 #: Media held while the upstream connects, or while its socket is full.
 DEFAULT_UPSTREAM_QUEUE_BYTES = 8 * 1024 * 1024
@@ -131,10 +131,14 @@ class UpstreamForwarder:
         self.audio_header: tuple | None = None
         self._queue: deque = deque()
         self._queued_bytes = 0
-        self._skipping = False
-        self._written_while_paused = 0
-        self.dropped = 0
+        # Skipping to a keyframe is shared by the queue (before the upstream takes the
+        # publish) and the live path (while the upstream socket is full).
+        self._gate = KeyframeGate(config.queue_bytes)
         self.sent_messages = 0
+
+    @property
+    def dropped(self) -> int:
+        return self._gate.dropped
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -208,11 +212,11 @@ class UpstreamForwarder:
         self._give_up()
 
     def upstream_paused(self) -> None:
-        self._written_while_paused = 0
+        self._gate.pause()
         self.stream.pause_for(self)
 
     def upstream_resumed(self) -> None:
-        self._written_while_paused = 0
+        self._gate.resume()
         self.stream.resume_for(self)
 
     # -- MediaSink ----------------------------------------------------------------------
@@ -237,15 +241,20 @@ class UpstreamForwarder:
             if not is_header:
                 self._enqueue(type_id, timestamp, payload)
             return
-        if self._should_skip(type_id, payload, is_header):
-            self.dropped += 1
+        was_skipping = self._gate.skipping
+        if not self._gate.admit(type_id, payload):
+            if not was_skipping:
+                self.log.warn(
+                    "upstream {url} for {path} is {size} bytes behind; skipping to the next keyframe",
+                    url=self.url,
+                    path=self.stream.path,
+                    size=self._gate.written_while_paused,
+                )
             return
         protocol = self.protocol
         protocol.session.send_media(type_id, timestamp, payload)
         protocol.flush()
         self.sent_messages += 1
-        if protocol.paused:
-            self._written_while_paused += len(payload)
 
     def on_stream_end(self) -> None:
         self.stop()
@@ -254,11 +263,11 @@ class UpstreamForwarder:
 
     def _enqueue(self, type_id: int, timestamp: int, payload: bytes) -> None:
         is_key = type_id == MessageType.VIDEO and flv.is_keyframe(payload)
-        if self._skipping:
+        if self._gate.skipping:
             if not is_key:
-                self.dropped += 1
+                self._gate.dropped += 1
                 return
-            self._skipping = False
+            self._gate.skipping = False
         self._queue.append((type_id, timestamp, payload))
         self._queued_bytes += len(payload)
         if self._queued_bytes > self.config.queue_bytes:
@@ -271,33 +280,14 @@ class UpstreamForwarder:
         while self._queued_bytes > self.config.queue_bytes and queue:
             _t, _ts, old = queue.popleft()
             self._queued_bytes -= len(old)
-            self.dropped += 1
+            self._gate.dropped += 1
             while queue and not (queue[0][0] == MessageType.VIDEO and flv.is_keyframe(queue[0][2])):
                 _t, _ts, old = queue.popleft()
                 self._queued_bytes -= len(old)
-                self.dropped += 1
+                self._gate.dropped += 1
         if not queue:
             self._queued_bytes = 0
-            self._skipping = True
-
-    def _should_skip(self, type_id: int, payload: bytes, is_header: bool) -> bool:
-        if is_header:
-            return False
-        if self._skipping:
-            if type_id == MessageType.VIDEO and flv.is_keyframe(payload):
-                self._skipping = False
-                return False
-            return True
-        if self.protocol.paused and self._written_while_paused > self.config.queue_bytes:
-            self.log.warn(
-                "upstream {url} for {path} is {size} bytes behind; skipping to the next keyframe",
-                url=self.url,
-                path=self.stream.path,
-                size=self._written_while_paused,
-            )
-            self._skipping = True
-            return True
-        return False
+            self._gate.skipping = True
 
     def _give_up(self) -> None:
         self.publishing = False

@@ -14,14 +14,12 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from rtmprelay.errors import ProtocolError
-from rtmprelay.media import flv
 from rtmprelay.rtmp import messages as m
 from rtmprelay.rtmp import session as s
 from rtmprelay.rtmp.amf0 import ECMAArray
 from rtmprelay.rtmp.connection import ConnectionConfig, HandshakeCompleted
-from rtmprelay.rtmp.messages import MessageType
 from rtmprelay.relay.registry import LiveStream, StreamRegistry
-from rtmprelay.relay.transport import set_tcp_nodelay
+from rtmprelay.relay.transport import KeyframeGate, set_tcp_nodelay
 
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 CLOSE_GRACE_SECONDS = 5.0
@@ -230,25 +228,24 @@ class _PlayerSink:
         self.protocol = protocol
         self.stream_id = stream_id
         self.path = path
-        self.buffer_bytes = buffer_bytes
-        self._paused = False
-        self._written_while_paused = 0
-        self._skipping = False
-        self.dropped = 0
+        self.gate = KeyframeGate(buffer_bytes)
         transport = protocol.transport
         if getattr(transport, "producer", None) is None and hasattr(transport, "registerProducer"):
             transport.registerProducer(self, True)
 
+    @property
+    def dropped(self) -> int:
+        return self.gate.dropped
+
     # IPushProducer (the transport calls these)
     def pauseProducing(self) -> None:
-        self._paused = True
+        self.gate.pause()
 
     def resumeProducing(self) -> None:
-        self._paused = False
-        self._written_while_paused = 0
+        self.gate.resume()
 
     def stopProducing(self) -> None:
-        self._paused = True
+        self.gate.pause()
 
     # MediaSink
     def on_metadata(self, metadata: dict) -> None:
@@ -258,18 +255,8 @@ class _PlayerSink:
         self.protocol._flush()
 
     def on_media(self, type_id: int, timestamp: int, payload: bytes) -> None:
-        if self._skipping:
-            if type_id == MessageType.VIDEO and flv.is_keyframe(payload):
-                self._skipping = False
-            elif not (flv.is_video_sequence_header(payload) or flv.is_audio_sequence_header(payload)):
-                self.dropped += 1
-                return
-        if self._paused:
-            self._written_while_paused += len(payload)
-            if self._written_while_paused > self.buffer_bytes:
-                self._skipping = True
-                self.dropped += 1
-                return
+        if not self.gate.admit(type_id, payload):
+            return
         self.protocol.session.send_media(self.stream_id, type_id, timestamp, payload)
         self.protocol._flush()
 

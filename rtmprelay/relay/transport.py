@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import socket
 
+from rtmprelay.media import flv
+
+VIDEO = 9
+
 
 def set_tcp_nodelay(transport) -> None:
     """One write per message and no Nagle delay: a keyframe's last chunk must not
@@ -30,3 +34,45 @@ def quick_ack(transport) -> None:
         transport.getHandle().setsockopt(socket.IPPROTO_TCP, option, 1)
     except (AttributeError, OSError):
         pass
+
+
+class KeyframeGate:
+    """Backpressure for one sink that must not grow memory without bound.
+
+    While the sink's socket is paused, what is written still counts; past
+    ``limit`` bytes the gate refuses frames up to the next keyframe (sequence
+    headers always pass), so a slow reader loses whole GOPs and never sees a
+    frame whose references it missed. nginx-rtmp drops for slow players the
+    same way.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.paused = False
+        self.skipping = False
+        self.written_while_paused = 0
+        self.dropped = 0
+
+    def pause(self) -> None:
+        self.paused = True
+        self.written_while_paused = 0
+
+    def resume(self) -> None:
+        self.paused = False
+        self.written_while_paused = 0
+
+    def admit(self, type_id: int, payload: bytes) -> bool:
+        if flv.is_video_sequence_header(payload) or flv.is_audio_sequence_header(payload):
+            return True
+        if self.skipping:
+            if not (type_id == VIDEO and flv.is_keyframe(payload)):
+                self.dropped += 1
+                return False
+            self.skipping = False
+        elif self.paused and self.written_while_paused > self.limit:
+            self.skipping = True
+            self.dropped += 1
+            return False
+        if self.paused:
+            self.written_while_paused += len(payload)
+        return True

@@ -157,3 +157,17 @@ def test_stop_unpublishes_upstream():
     events = server.receive_data(protocol.transport.value())
     assert any(type(e) is s.PublishEnded for e in events)
     assert protocol.transport.disconnecting
+
+
+def test_keyframe_gate_used_by_players_and_upstreams():
+    from rtmprelay.relay.transport import KeyframeGate
+
+    gate = KeyframeGate(limit=2_000)
+    assert all(gate.admit(9, INTER) for _ in range(10))  # not paused: no bound
+    gate.pause()
+    admitted = [gate.admit(9, INTER) for _ in range(5)]
+    assert admitted == [True, True, False, False, False]  # 2,010 bytes written > 2,000: skip
+    assert gate.admit(9, AVC_HEADER) and gate.admit(8, AAC_HEADER)  # headers always pass
+    assert gate.admit(9, KEY)  # the keyframe ends the skip
+    gate.resume()
+    assert gate.admit(9, INTER) and gate.dropped == 3
