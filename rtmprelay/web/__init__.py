@@ -24,13 +24,24 @@ class _Folder(resource.Resource):
         return pages.notFound().render(request)
 
 
-def make_site(registry: StreamRegistry, hls_dir: Path, *, started_at: float, clock: IReactorTime) -> server.Site:
-    """``/hls/...``, ``/health`` and ``/api/streams``; ``clock.seconds() - started_at`` is the uptime."""
+def make_site(
+    registry: StreamRegistry,
+    hls_dir: Path,
+    *,
+    started_at: float,
+    clock: IReactorTime,
+    lag=None,
+    hls=None,
+) -> server.Site:
+    """``/hls/...``, ``/health`` and ``/api/streams``; ``clock.seconds() - started_at`` is the uptime.
+
+    ``lag`` (a ReactorLagMonitor) adds the reactor's lateness to /health; ``hls``
+    (an HlsOutput) adds each stream's HLS state to /api/streams."""
     root = _Folder()
     root.putChild(b"hls", HlsResource(hls_dir))
-    root.putChild(b"health", HealthResource(registry, started_at=started_at, clock=clock))
+    root.putChild(b"health", HealthResource(registry, started_at=started_at, clock=clock, lag=lag))
     api = _Folder()
-    api.putChild(b"streams", StreamsResource(registry))
+    api.putChild(b"streams", StreamsResource(registry, hls=hls))
     root.putChild(b"api", api)
     site = server.Site(root)
     site.displayTracebacks = False

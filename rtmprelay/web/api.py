@@ -30,8 +30,8 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
-def stream_info(stream: LiveStream) -> dict:
-    """What ``/api/streams`` says about one stream."""
+def stream_info(stream: LiveStream, hls=None) -> dict:
+    """What ``/api/streams`` says about one stream (``hls``: the HlsOutput, if any)."""
     name = StreamName.from_path(stream.path)
     cleaner = stream.cleaner
     return json_safe(
@@ -44,6 +44,7 @@ def stream_info(stream: LiveStream) -> dict:
             "cleaner": None if cleaner is None else cleaner.counters.as_dict(),
             "verdicts": [] if cleaner is None else [attrs.asdict(verdict) for verdict in cleaner.verdicts()],
             "metadata": stream.metadata,
+            "hls": None if hls is None else hls.info(stream.path),
         }
     )
 
@@ -61,28 +62,33 @@ class _JsonResource(resource.Resource):
 
 
 class HealthResource(_JsonResource):
-    """``{"status": "ok", "uptime_s": ..., "streams": N}``: answering at all is the health."""
+    """``{"status": "ok", "uptime_s": ..., "streams": N, "reactor_lag": {...}}``: answering at all is the health."""
 
-    def __init__(self, registry: StreamRegistry, *, started_at: float, clock: IReactorTime) -> None:
+    def __init__(self, registry: StreamRegistry, *, started_at: float, clock: IReactorTime, lag=None) -> None:
         super().__init__()
         self._registry = registry
         self._started_at = started_at
         self._clock = clock
+        self._lag = lag
 
     def body(self) -> dict:
-        return {
+        body = {
             "status": "ok",
             "uptime_s": round(self._clock.seconds() - self._started_at, 3),
             "streams": len(self._registry.streams()),
         }
+        if self._lag is not None:
+            body["reactor_lag"] = self._lag.summary()
+        return body
 
 
 class StreamsResource(_JsonResource):
     """Every live stream, by path: counters, cleaner counters and verdicts, metadata."""
 
-    def __init__(self, registry: StreamRegistry) -> None:
+    def __init__(self, registry: StreamRegistry, hls=None) -> None:
         super().__init__()
         self._registry = registry
+        self._hls = hls
 
     def body(self) -> list:
-        return [stream_info(stream) for stream in sorted(self._registry.streams(), key=lambda s: s.path)]
+        return [stream_info(stream, self._hls) for stream in sorted(self._registry.streams(), key=lambda s: s.path)]
