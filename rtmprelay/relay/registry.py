@@ -59,10 +59,13 @@ class LiveStream:
         publisher: Publisher,
         gop_cache_bytes: int = DEFAULT_GOP_CACHE_BYTES,
         cleaner: StreamCleaner | None = None,
+        admission: object = None,
     ) -> None:
         self.path = path
         self.publisher = publisher
         self.cleaner = cleaner
+        #: What the server's admission hook answered for this publish (Forwarding's: the upstream URL).
+        self.admission = admission
         self.metadata: dict | None = None
         self.video_header: MediaMessage | None = None
         self.audio_header: MediaMessage | None = None
@@ -217,12 +220,12 @@ class StreamRegistry:
         """``listener.stream_started(stream)`` / ``stream_ended(stream)`` (e.g. forwarding)."""
         self._listeners.append(listener)
 
-    def start(self, path: str, publisher: Publisher) -> LiveStream | None:
+    def start(self, path: str, publisher: Publisher, admission: object = None) -> LiveStream | None:
         """The new stream, or None when ``path`` is already being published."""
         if path in self._streams:
             return None
         cleaner = StreamCleaner(self.cleaning) if self.cleaning is not None else None
-        stream = LiveStream(path, publisher, self.gop_cache_bytes, cleaner)
+        stream = LiveStream(path, publisher, self.gop_cache_bytes, cleaner, admission)
         self._streams[path] = stream
         self.log.info("stream {path} published", path=path)
         for listener in list(self._listeners):

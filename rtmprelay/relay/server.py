@@ -3,17 +3,31 @@
 It feeds bytes to the session, acts on its events through the stream
 registry, and closes only its own connection, with one log line naming what
 was wrong and where, when the peer breaks the protocol.
+
+Publish admission: the factory may take an ``admit(path) -> Deferred`` hook
+(the cloud's upstream lookup). A publish then waits, holding its path so that a
+second publisher of it is refused at once (``NetStream.Publish.BadName``), as
+nginx-rtmp's ``on_publish`` holds the publish until its HTTP call answers.
+Media sent meanwhile is dropped by the session (real clients wait for
+``NetStream.Publish.Start``). On success the stream starts with the hook's
+answer (``LiveStream.admission``); on failure the publisher gets
+``NetStream.Publish.Rejected`` whose description is the error's message (a
+``RelayError``'s; anything else reads "publish admission failed") and the
+connection stays open for the client to close, as for a taken name. The hook
+bounds its own time (the cloud client's retries). A publisher that goes away
+while waiting frees its path at once; the hook's Deferred is cancelled and its
+late answer ignored.
 """
 
 from __future__ import annotations
 
 import attrs
-from twisted.internet import interfaces
+from twisted.internet import defer, interfaces
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from rtmprelay.errors import ProtocolError
+from rtmprelay.errors import ProtocolError, RelayError, SessionError
 from rtmprelay.rtmp import messages as m
 from rtmprelay.rtmp import session as s
 from rtmprelay.rtmp.amf0 import ECMAArray
@@ -37,15 +51,45 @@ class ServerConfig:
     player_buffer_bytes: int = DEFAULT_PLAYER_BUFFER_BYTES
 
 
+@attrs.define(eq=False)
+class _PendingPublish:
+    """A publish waiting for the admission hook."""
+
+    stream_id: int
+    path: str
+    deferred: defer.Deferred | None = None
+
+
+class Admissions:
+    """The admission hook, and the paths whose publish waits on it (across connections)."""
+
+    def __init__(self, hook) -> None:
+        self.hook = hook
+        self._waiting: dict[str, _PendingPublish] = {}
+
+    def waiting(self, path: str) -> bool:
+        return path in self._waiting
+
+    def request(self, pending: _PendingPublish) -> defer.Deferred:
+        self._waiting[pending.path] = pending
+        return defer.maybeDeferred(self.hook, pending.path)
+
+    def release(self, pending: _PendingPublish) -> None:
+        if self._waiting.get(pending.path) is pending:
+            del self._waiting[pending.path]
+
+
 class RTMPServerProtocol(Protocol):
     log = Logger()
 
-    def __init__(self, registry: StreamRegistry, config: ServerConfig, clock) -> None:
+    def __init__(self, registry: StreamRegistry, config: ServerConfig, clock, admissions: Admissions | None = None) -> None:
         self.registry = registry
         self.config = config
         self.clock = clock
+        self.admissions = admissions
         self.session = s.ServerSession(config.connection)
         self._published: dict[int, LiveStream] = {}
+        self._admitting: dict[int, _PendingPublish] = {}
         self._players: dict[int, _PlayerSink] = {}
         self._handshake_timer = None
         self._poller = None
@@ -90,6 +134,8 @@ class RTMPServerProtocol(Protocol):
         if self._poller is not None and self._poller.active():
             self._poller.cancel()
         self._poller = None
+        for stream_id in list(self._admitting):
+            self._drop_admission(stream_id)
         for stream in list(self._published.values()):
             self.registry.stop(stream)
         self._published.clear()
@@ -116,15 +162,87 @@ class RTMPServerProtocol(Protocol):
         self.session.accept_connect()
 
     def _on_publish(self, event: s.PublishRequested) -> None:
-        stream = self.registry.start(event.path, self)
-        if stream is None:
-            self.log.warn("rejecting publish of {path} from {peer}: already being published", path=event.path, peer=self.peer)
-            self.session.reject_publish(event.stream_id, s.Status.PUBLISH_BAD_NAME, f"{event.path} is already being published.")
+        self._drop_admission(event.stream_id)  # the client re-published on this stream while waiting
+        if self.admissions is None:
+            self._start_publish(event.stream_id, event.path, None)
             return
-        self._published[event.stream_id] = stream
+        if self.admissions.waiting(event.path) or self.registry.get(event.path) is not None:
+            self._reject_taken(event.stream_id, event.path)
+            return
+        pending = _PendingPublish(event.stream_id, event.path)
+        self._admitting[event.stream_id] = pending
+        d = self.admissions.request(pending)
+        pending.deferred = d
+        d.addCallbacks(self._admitted, self._refused, callbackArgs=(pending,), errbackArgs=(pending,))
+        d.addErrback(lambda failure: self.log.failure("admission of {path} from {peer} went wrong", failure, path=event.path, peer=self.peer))
+        if self._admitting.get(event.stream_id) is pending:
+            self.log.info("publish {path} from {peer} waits for admission", path=event.path, peer=self.peer)
+
+    def _start_publish(self, stream_id: int, path: str, admission: object) -> None:
+        stream = self.registry.start(path, self, admission)
+        if stream is None:
+            self._reject_taken(stream_id, path)
+            return
+        self._published[stream_id] = stream
         self._start_polling()
-        self.session.accept_publish(event.stream_id)
-        self.log.info("publish {path} from {peer}", path=event.path, peer=self.peer)
+        self.session.accept_publish(stream_id)
+        self.log.info("publish {path} from {peer}", path=path, peer=self.peer)
+
+    def _reject_taken(self, stream_id: int, path: str) -> None:
+        self.log.warn("rejecting publish of {path} from {peer}: already being published", path=path, peer=self.peer)
+        self.session.reject_publish(stream_id, s.Status.PUBLISH_BAD_NAME, f"{path} is already being published.")
+
+    # -- admission -------------------------------------------------------------------
+
+    def _settle(self, pending: _PendingPublish) -> bool:
+        """Forget a finished wait; False when nobody waits for it any more."""
+        if self._admitting.get(pending.stream_id) is not pending:
+            return False
+        del self._admitting[pending.stream_id]
+        self.admissions.release(pending)
+        return not self._closed
+
+    def _admitted(self, admission: object, pending: _PendingPublish) -> None:
+        if not self._settle(pending):
+            return
+        if self.registry.get(pending.path) is not None:
+            self._reject_taken(pending.stream_id, pending.path)
+        else:
+            try:
+                self.session.accept_publish(pending.stream_id)
+            except SessionError:
+                # closeStream/deleteStream while waiting: the client gave up on this publish.
+                self.log.info("publish {path} from {peer} was withdrawn while waiting for admission", path=pending.path, peer=self.peer)
+                return
+            stream = self.registry.start(pending.path, self, admission)
+            self._published[pending.stream_id] = stream
+            self._start_polling()
+            self.log.info("publish {path} from {peer}", path=pending.path, peer=self.peer)
+        self._flush()
+
+    def _refused(self, failure, pending: _PendingPublish) -> None:
+        if not self._settle(pending):
+            return  # cancelled, or its publisher is gone: nothing to tell
+        error = failure.value
+        if isinstance(error, RelayError):
+            description = str(error)
+            self.log.warn("rejecting publish of {path} from {peer}: {why}", path=pending.path, peer=self.peer, why=description)
+        else:
+            description = "publish admission failed"
+            self.log.failure("rejecting publish of {path} from {peer}: admission hook failed", failure, path=pending.path, peer=self.peer)
+        try:
+            self.session.reject_publish(pending.stream_id, s.Status.PUBLISH_REJECTED, description)
+        except SessionError:
+            return  # withdrawn meanwhile
+        self._flush()
+
+    def _drop_admission(self, stream_id: int) -> None:
+        pending = self._admitting.pop(stream_id, None)
+        if pending is None:
+            return
+        self.admissions.release(pending)
+        if pending.deferred is not None:
+            pending.deferred.cancel()  # errbacks into _refused, which ignores it
 
     def _on_metadata(self, event: s.MetadataReceived) -> None:
         stream = self._published.get(event.stream_id)
@@ -268,14 +386,17 @@ class _PlayerSink:
 
 
 class RTMPServerFactory(Factory):
-    def __init__(self, registry: StreamRegistry, config: ServerConfig = ServerConfig(), clock=None) -> None:
+    """``admit(path) -> Deferred``: optional admission hook every publish waits for (see the module doc)."""
+
+    def __init__(self, registry: StreamRegistry, config: ServerConfig = ServerConfig(), clock=None, admit=None) -> None:
         if clock is None:
             from twisted.internet import reactor as clock
         self.registry = registry
         self.config = config
         self.clock = clock
+        self.admissions = Admissions(admit) if admit is not None else None
 
     def buildProtocol(self, addr):
-        protocol = RTMPServerProtocol(self.registry, self.config, self.clock)
+        protocol = RTMPServerProtocol(self.registry, self.config, self.clock, self.admissions)
         protocol.factory = self
         return protocol
