@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import attrs
 
 from twisted.application import service, strports
 from twisted.python import usage
 
+from rtmprelay.cloud.announce import CloudAnnouncer, default_public_url
+from rtmprelay.cloud.client import CloudClient, CloudConfig
+from rtmprelay.cloud.routing import CloudLookup
 from rtmprelay.errors import ConfigError
 from rtmprelay.hls.output import HlsOutput
 from rtmprelay.media.cleaner import CleanerConfig
@@ -24,12 +29,21 @@ from rtmprelay.web import make_site
 DEFAULT_RTMP_ENDPOINT = "tcp:1935"
 DEFAULT_HTTP_ENDPOINT = "tcp:8888"
 DEFAULT_HLS_DIR = "hls"
+#: Where --cloud-secret is read from when not given, so that it stays off the command line.
+CLOUD_SECRET_ENV = "RTMPRELAY_CLOUD_SECRET"
 
 
 def _positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
         raise ValueError(f"{value} is not a positive whole number")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{value} is negative")
     return number
 
 
@@ -55,6 +69,22 @@ class Options(usage.Options):
          "Forward every stream to this URL template; placeholders {app}, {path} "
          "(stream path below the app), {userId}, {streamId}. "
          "E.g. 'rtmps://live.cloudflare.com:443/live/{streamId}'."],
+        ["cloud", None, None,
+         "Base URL of the cloud routes (BASE/api/rtmp-relay/...). Every publish waits for "
+         "GET BASE/api/rtmp-relay/cf-url/USER/STREAM and is forwarded to the URL it names, or refused "
+         "(NetStream.Publish.Rejected) when the lookup fails; hls-ready and stream-ended are posted there. "
+         "With --forward too, the cloud decides and the template is used only while the cloud is unreachable."],
+        ["cloud-secret", None, None,
+         f"Shared secret signing the webhooks (X-Timestamp, X-Signature: sha256=HMAC). Default: the "
+         f"{CLOUD_SECRET_ENV} environment variable, which keeps it off the command line."],
+        ["cloud-timeout", None, 5.0, "Seconds one cloud request may take.", _positive_float],
+        ["cloud-retries", None, 3,
+         "Retries of a cloud request that timed out, failed to connect or got a 5xx, after 0.5, 1, 2, 4, 8 s "
+         "(at most 8). A publish waits that long for its lookup at most.", _non_negative_int],
+        ["public-url", None, None,
+         "Base of the URLs the hls-ready webhook announces (PUBLIC-URL/hls/USER/STREAM/index.m3u8). "
+         "Default: from --http: http (https for ssl:) on its interface, or, on all interfaces, "
+         "this host's address on the route to the cloud."],
         ["upstream-ca", None, None, "PEM file of the CA that signs upstream certificates (default: the system's trust store)."],
         ["upstream-timeout", None, DEFAULT_CONNECT_TIMEOUT, "Seconds to wait for an upstream TCP/TLS connection.", _positive_float],
         ["upstream-queue-bytes", None, DEFAULT_UPSTREAM_QUEUE_BYTES,
@@ -99,17 +129,42 @@ class Options(usage.Options):
             self["rtmp"] = [DEFAULT_RTMP_ENDPOINT]
         if self["no-hls"]:
             self["hls"] = None
-        elif self["hls"] is None and not self["forward"]:
+        elif self["hls"] is None and not (self["forward"] or self["cloud"]):
             self["hls"] = DEFAULT_HLS_DIR
         try:
             if self["forward"]:
                 self["forward"] = UrlTemplate(self["forward"])
+            self._cloud_options()
             self["cleaning"] = None if self["no-clean"] else self._cleaning()
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
 
+    def _cloud_options(self) -> None:
+        """--cloud as a CloudConfig, the secret from the environment, the public URL made."""
+        if self["cloud-secret"] is None:
+            self["cloud-secret"] = os.environ.get(CLOUD_SECRET_ENV) or None
+        if not self["cloud"]:
+            return
+        try:
+            self["cloud"] = CloudConfig(
+                base_url=self["cloud"],
+                secret=self["cloud-secret"],
+                timeout_s=self["cloud-timeout"],
+                retries=self["cloud-retries"],
+            )
+        except ValueError as error:
+            raise ConfigError(f"--cloud: {error}") from None
+        public = self["public-url"]
+        if public:
+            parts = urlsplit(public)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ConfigError(f"--public-url must be http(s)://host[:port][/path], not {public!r}")
+            self["public-url"] = public.rstrip("/")
+        else:
+            self["public-url"] = default_public_url(self["http"], self["cloud"].base_url)
+
     def _cleaning(self) -> CleanerConfig:
-        profile = get_profile(self["profile"] or ("cloudflare" if self["forward"] else "generic"))
+        profile = get_profile(self["profile"] or ("cloudflare" if self["forward"] or self["cloud"] else "generic"))
         fps = self["fps"]
         if fps == "source":
             fps_value = None
@@ -138,20 +193,33 @@ def makeService(options: Options) -> service.MultiService:
 
     top = service.MultiService()
     registry = StreamRegistry(gop_cache_bytes=options["gop-cache-bytes"], cleaning=options["cleaning"])
-    if options["forward"]:
+    admit = cloud = None
+    if options["cloud"]:
+        cloud = CloudClient(options["cloud"], clock=reactor)
+    if options["forward"] or cloud is not None:
         upstream = UpstreamConfig(
             ca_file=options["upstream-ca"],
             queue_bytes=options["upstream-queue-bytes"],
             connect_timeout=options["upstream-timeout"],
         )
-        registry.add_listener(Forwarding(reactor, options["forward"], upstream))
+        source = CloudLookup(cloud, fallback=options["forward"]) if cloud is not None else options["forward"]
+        forwarding = Forwarding(reactor, source, upstream)
+        registry.add_listener(forwarding)
+        admit = forwarding.admit
     config = ServerConfig(
         connection=ConnectionConfig(max_message_size=options["max-message-size"]),
         handshake_timeout=options["handshake-timeout"],
     )
+    hls_output = None
     if options["hls"]:
-        registry.add_listener(HlsOutput(Path(options["hls"]), segment_s=options["hls-segment"], window=options["hls-window"]))
-    factory = RTMPServerFactory(registry, config, reactor)
+        hls_output = HlsOutput(Path(options["hls"]), segment_s=options["hls-segment"], window=options["hls-window"])
+        registry.add_listener(hls_output)
+    if cloud is not None:
+        announcer = CloudAnnouncer(cloud, options["public-url"])
+        registry.add_listener(announcer)
+        if hls_output is not None and hasattr(hls_output, "add_listener"):  # until HlsOutput.add_listener lands
+            hls_output.add_listener(announcer)
+    factory = RTMPServerFactory(registry, config, reactor, admit=admit)
     for endpoint in options["rtmp"]:
         strports.service(endpoint, factory).setServiceParent(top)
     if not options["no-http"]:
