@@ -187,3 +187,47 @@ def test_route_address_to_a_local_cloud_is_loopback():
 def test_public_url_that_cannot_be_made_asks_for_the_option(endpoint):
     with pytest.raises(ConfigError, match="--public-url"):
         default_public_url(endpoint, "https://cloud.example")
+
+
+# -- the daemon's options ----------------------------------------------------------------
+
+
+def parse(*args):
+    from rtmprelay.tap import Options
+
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+def test_cloud_options_make_a_config_a_public_url_and_imply_forwarding(monkeypatch):
+    monkeypatch.delenv("RTMPRELAY_CLOUD_SECRET", raising=False)
+    options = parse("--cloud", "https://cloud.example/", "--http", "tcp:8888:interface=127.0.0.1", "--cloud-retries", "0")
+    assert options["cloud"].base_url == "https://cloud.example"
+    assert (options["cloud"].secret, options["cloud"].retries, options["cloud"].timeout_s) == (None, 0, 5.0)
+    assert options["public-url"] == "http://127.0.0.1:8888"
+    assert options["hls"] is None  # forwarding, as with --forward: HLS only when asked for
+
+
+def test_cloud_secret_comes_from_the_environment_unless_given(monkeypatch):
+    monkeypatch.setenv("RTMPRELAY_CLOUD_SECRET", "from-env")
+    assert parse("--cloud", "http://127.0.0.1:9", "--public-url", "https://cdn.example/r/")["cloud"].secret == "from-env"
+    given = parse("--cloud", "http://127.0.0.1:9", "--cloud-secret", "given", "--public-url", "https://cdn.example")
+    assert given["cloud"].secret == "given"
+    assert given["public-url"] == "https://cdn.example"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--cloud", "ftp://cloud.example"),
+        ("--cloud", "http://127.0.0.1:9", "--public-url", "cdn.example"),
+        ("--cloud", "http://127.0.0.1:9", "--cloud-retries", "-1"),
+        ("--cloud", "http://127.0.0.1:9", "--http", "unix:/tmp/relay.sock"),
+    ],
+)
+def test_bad_cloud_options_are_usage_errors(args):
+    from twisted.python import usage
+
+    with pytest.raises(usage.UsageError):
+        parse(*args)
