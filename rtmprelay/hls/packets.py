@@ -38,6 +38,9 @@ class VideoFormat:
     height: int
     #: RFC 6381 codec string for playlists and manifests, e.g. ``avc1.42c01f``.
     codec: str = "avc1"
+    #: Frames per second when known (SPS timing, encoder setting); manifests
+    #: declare it, nothing is timed by it.
+    frame_rate: Fraction | None = None
 
 
 @attrs.frozen
@@ -50,6 +53,10 @@ class AudioFormat:
     channels: int
     #: RFC 6381 codec string, e.g. ``mp4a.40.2``.
     codec: str = "mp4a.40.2"
+    #: Samples per frame at ``sample_rate`` (1024, or 960 per the config's
+    #: frameLengthFlag): fMP4 gives each frame this duration unless the
+    #: timestamps show a gap.
+    frame_samples: int = 1024
 
 
 @attrs.frozen

@@ -1,48 +1,62 @@
-"""MPEG-TS segments and a live playlist from clean FLV audio/video bodies (copy mode).
+"""Live HLS (and DASH) segments from encoded packets, whatever the container.
 
-``TsSegmenter`` takes the relay's cleaned messages in decode order: H.264 in
-AVCC framing with its AVCDecoderConfigurationRecord, AAC raw frames with their
-AudioSpecificConfig. Nothing is re-encoded; PyAV's ``mpegts`` muxer writes the
-packets as they are, which needs two things from us:
+``Segmenter`` takes ``EncodedPacket`` values (``rtmprelay.hls.packets``) in
+decode order within each kind, and the formats they belong to; it decides
+where segments begin and end and hands the writing to a container output:
+``TsOutput`` (``ts.py``, MPEG-TS, the default) or ``CmafOutput`` (``fmp4.py``,
+CMAF tracks, HLS master + media playlists and a DASH manifest).
 
-- H.264 as Annex B: each AVCC access unit is rewritten with 4-byte start codes,
-  and the SPS/PPS from the config record go in front of every keyframe, so each
-  segment decodes on its own. The stream's extradata is the Annex B SPS/PPS.
-- AAC raw, with ``extradata`` = AudioSpecificConfig: the muxer writes the ADTS
-  headers itself (without extradata it refuses raw AAC).
+Rules kept, for every container:
 
-Packets are stamped in a 1/1000 time base (dts = the message timestamp,
-pts = dts + composition time); the muxer rescales to 90 kHz.
+- Nothing is written before the first video keyframe; audio joins the open
+  segment (for fMP4, audio is cut at the cutting keyframe's time).
+- A segment is cut at the first video keyframe at or after
+  ``target_duration_s`` since the segment began, measured in presentation
+  time. A segment cut short (restart, finish, change of formats) ends after
+  its latest picture (its pts plus one frame step).
+- A change of formats closes the open segment; the next keyframe begins a new
+  one marked as a discontinuity (and, for fMP4, with new init segments).
+- After ``restart()`` the new publisher's clock (which starts again, usually
+  at 0) is shifted so that its first keyframe lands where the last segment
+  ended: the segments carry ``#EXT-X-DISCONTINUITY`` as the spec asks, and
+  their timestamps still only grow, which players that ignore the tag
+  (ffmpeg's HLS demuxer among them) and fMP4's ``tfdt`` need. The very first
+  keyframe is shifted only if its dts is negative.
+- A video dts that does not grow raises ``MediaError``, as does any bad
+  packet; the segmenter then drops video until the next keyframe. An audio
+  dts that does not grow raises too; only that frame is lost.
+- Files appear by rename only; a segment is listed once closed; segments that
+  leave the window are deleted at once. ``remove_files()`` deletes every file
+  still on disk that this segmenter wrote, and the folder if it is then empty.
 
-A segment is cut at the first video keyframe at or after ``target_duration_s``
-since the segment began. Each file is written as ``<name>.tmp`` and renamed
-into place when closed; only then is it added to the playlist, ``index.m3u8``
-rewritten (also via a rename), and the segments that left the window deleted.
-Memory is bounded by the one open muxer.
+Timestamps are kept as exact fractions of a second, so a 1/1000 copy-mode
+clock and a 1/90000 encoder clock both reach the container's own clock
+without drift.
 
-After ``restart()`` the new publisher's clock (which starts again, usually at
-0) is shifted so that its first keyframe lands where the last segment ended:
-the segments carry ``#EXT-X-DISCONTINUITY`` as the spec asks, and their
-timestamps still only grow, which players that ignore the tag (ffmpeg's HLS
-demuxer among them) need.
-
-Bad input raises ``MediaError``; the segmenter then drops video until the next
-keyframe and carries on.
+``FlvSegmenter`` is the thin copy-mode adapter: it turns FLV audio/video
+message bodies into formats and packets (AVCC -> Annex B with SPS/PPS in front
+of every keyframe, AAC raw frames as they are), in a 1/1000 time base.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
-import av
+import attrs
 
 from rtmprelay.errors import MediaError
+from rtmprelay.hls.fmp4 import CmafOutput
+from rtmprelay.hls.packets import AUDIO, VIDEO, AudioFormat, EncodedPacket, VideoFormat, avc_codec_string
 from rtmprelay.hls.playlist import MediaPlaylist
+from rtmprelay.hls.ts import TsOutput
 from rtmprelay.media.aac import parse_aac_config
-from rtmprelay.media.avcc import AVCConfig, parse_avc_config, split_nal_units, nal_units_to_annexb
+from rtmprelay.media.avc import parse_sps
+from rtmprelay.media.avcc import AVCConfig, nal_units_to_annexb, parse_avc_config, split_nal_units
 from rtmprelay.media.tags import (
     AAC_PACKET_RAW,
     AAC_PACKET_SEQUENCE_HEADER,
@@ -52,143 +66,340 @@ from rtmprelay.media.tags import (
     parse_video_tag,
 )
 
-__all__ = ["TsSegmenter"]
+__all__ = ["CONTAINERS", "FlvSegmenter", "SegmentInfo", "SegmentSettings", "Segmenter", "TsSegmenter"]
 
-AUDIO, VIDEO = 8, 9
-PLAYLIST_NAME = "index.m3u8"
-_TIME_BASE = Fraction(1, 1000)
-
-
-def _replace_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+CONTAINERS = ("mpegts", "fmp4")
+FLV_AUDIO, FLV_VIDEO = 8, 9
+_MILLISECOND = Fraction(1, 1000)
 
 
-class _OpenSegment:
-    """One segment being muxed: its muxer, streams and presentation span (ms)."""
-
-    def __init__(self, path: Path, avc: AVCConfig, aac: bytes | None, start_ms: int) -> None:
-        self.path = path
-        self.tmp = path.with_name(path.name + ".tmp")
-        self.start_ms = start_ms
-        self.end_ms = start_ms
-        self.container = av.open(str(self.tmp), "w", format="mpegts")
-        try:
-            self.video = self.container.add_stream("h264")
-            self.video.codec_context.extradata = nal_units_to_annexb(avc.sps + avc.pps)
-            self.video.time_base = _TIME_BASE
-            self.audio = None
-            if aac is not None:
-                rate = parse_aac_config(aac).sample_rate
-                self.audio = self.container.add_stream("aac", rate=rate)
-                self.audio.codec_context.extradata = aac
-                self.audio.time_base = _TIME_BASE
-        except BaseException:
-            self.abort()
-            raise
-        self._last_dts: dict[int, int] = {}
-
-    def mux(self, stream: av.stream.Stream, data: bytes, dts: int, pts: int, key: bool) -> None:
-        last = self._last_dts.get(stream.index)
-        if last is not None and dts <= last:
-            raise MediaError(f"timestamp {dts} ms does not follow {last} ms", "segment mux")
-        packet = av.Packet(data)
-        packet.stream = stream
-        packet.time_base = _TIME_BASE
-        packet.dts = dts
-        packet.pts = pts
-        packet.is_keyframe = key
-        try:
-            self.container.mux(packet)
-        except av.FFmpegError as exc:
-            raise MediaError(f"muxer refused a packet ({exc})", "segment mux") from None
-        self._last_dts[stream.index] = dts
-
-    def close(self) -> None:
-        self.container.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self.container.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.tmp.unlink()
+def _container(instance, attribute, value: str) -> None:
+    if value not in CONTAINERS:
+        raise ValueError(f"container {value!r}: choose one of {', '.join(CONTAINERS)}")
 
 
-class TsSegmenter:
-    """Live HLS in ``out_dir``: ``<prefix><n>.ts`` segments and ``index.m3u8``."""
+def _positive(instance, attribute, value) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be positive, not {value!r}")
+
+
+@attrs.frozen
+class SegmentSettings:
+    container: str = attrs.field(default="mpegts", validator=_container)
+    target_duration_s: float = attrs.field(default=2.0, validator=_positive)
+    window: int = attrs.field(default=5, validator=_positive)
+
+
+@attrs.frozen
+class SegmentInfo:
+    """A segment just closed and listed."""
+
+    uri: str  # the (video) segment, relative to out_dir
+    duration_s: float
+    sequence: int
+    discontinuity: bool
+    playlist: str  # what players open, relative to out_dir
+    manifest: str | None  # the DASH manifest (fmp4), relative to out_dir
+    files: tuple[str, ...] = ()  # every file written for it (fmp4: video and audio)
+
+
+@attrs.define
+class _Span:
+    """The open segment's presentation span and how it began."""
+
+    start: Fraction
+    end: Fraction
+    discontinuity: bool
+    frames: int = 0
+
+
+class Segmenter:
+    """Live segments of one stream in ``out_dir``; see the module docstring."""
 
     def __init__(
         self,
         out_dir: str | os.PathLike[str],
-        target_duration_s: float = 2.0,
-        window: int = 5,
-        name_prefix: str = "seg",
+        settings: SegmentSettings = SegmentSettings(),
+        on_segment: Callable[[SegmentInfo], None] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.target_ms = round(target_duration_s * 1000)
-        self.name_prefix = name_prefix
-        self.playlist = MediaPlaylist(window)
-        self._avc: AVCConfig | None = None
-        self._aac: bytes | None = None
-        self._segment: _OpenSegment | None = None
-        self._sequence = 0
-        self._discontinuity = False
+        self.settings = settings
+        self.on_segment = on_segment
+        self._target = Fraction(round(settings.target_duration_s * 1000), 1000)
+        if settings.container == "fmp4":
+            self._output = CmafOutput(self.out_dir, settings.window, self._target, clock)
+        else:
+            self._output = TsOutput(self.out_dir, settings.window)
+        self._video: VideoFormat | None = None
+        self._audio: AudioFormat | None = None
+        self._span: _Span | None = None
+        self._started = False  # a segment has been opened since the formats were first set
+        self._discontinuity = False  # the next segment carries one
+        self._new_clock = False  # ... because the publisher's clock started again
         self._need_keyframe = True
-        self._frame_ms = 0  # last step between video timestamps, for the last frame's length
-        self._last_video_ms: int | None = None
+        self._rebase = True  # the next keyframe sets _offset
+        self._offset = Fraction(0)  # added to the packets' timestamps
+        self._end: Fraction | None = None  # where the last closed segment ended (pts)
+        self._last_video: Fraction | None = None
+        self._last_audio: Fraction | None = None
+        self._step = Fraction(0)  # last step between video dts, for the last frame's length
+        self._decode_end = Fraction(0)  # latest video dts plus that step
         self._finished = False
-        self._offset_ms = 0  # added to the publisher's timestamps
-        self._rebase = False  # set by restart(): the next keyframe sets _offset_ms
-        self._end_ms = 0  # where the last closed segment ended, output clock
+        self._removed = False
+
+    # --- what callers read
+
+    @property
+    def playlist(self) -> MediaPlaylist:
+        """The media playlist (mpegts: ``index.m3u8``; fmp4: ``video.m3u8``)."""
+        return self._output.playlist
 
     @property
     def playlist_path(self) -> Path:
-        return self.out_dir / PLAYLIST_NAME
+        return self._output.playlist_path
 
-    def push(self, type_id: int, timestamp_ms: int, payload: bytes) -> None:
-        """One audio (8) or video (9) message body, in decode order."""
-        if self._finished:
-            raise ValueError("the segmenter has finished")
-        if type_id == VIDEO:
+    @property
+    def manifest_path(self) -> Path | None:
+        return self._output.manifest_path
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    # --- input
+
+    def set_formats(self, video: VideoFormat, audio: AudioFormat | None) -> None:
+        """The formats of the packets that follow; a change closes the open segment."""
+        self._check_live()
+        if (video, audio) == (self._video, self._audio):
+            return
+        self._close()
+        if self._started:
+            self._discontinuity = True
+        self._video, self._audio = video, audio
+        self._need_keyframe = True
+
+    def push(self, packet: EncodedPacket) -> None:
+        """One packet; raises ``MediaError`` for one that cannot be written."""
+        self._check_live()
+        if packet.kind == VIDEO:
             try:
-                self._push_video(timestamp_ms, payload)
+                self._push_video(packet)
             except MediaError:
                 self._need_keyframe = True
                 raise
-        elif type_id == AUDIO:
-            self._push_audio(timestamp_ms, payload)
+        elif packet.kind == AUDIO:
+            self._push_audio(packet)
+        else:
+            raise MediaError(f"packet kind {packet.kind!r} is neither video nor audio", "segmenter push")
+
+    def skip_to_keyframe(self) -> None:
+        """Drop video until the next keyframe (the caller lost a frame)."""
+        self._need_keyframe = True
+
+    # --- life cycle
 
     def restart(self) -> None:
         """The publisher reconnected: close this segment; the next one is a discontinuity."""
-        self._close_segment()
-        self._discontinuity = True
+        self._check_live()
+        self._close()
+        if self._started:
+            self._discontinuity = True
+            self._new_clock = True
         self._rebase = True
         self._need_keyframe = True
-        self._avc = None
-        self._aac = None
-        self._last_video_ms = None
+        self._last_video = None
+        self._last_audio = None
 
     def reopen(self) -> None:
         """After ``finish()``: the publisher came back; go on with the same playlist,
-        EXT-X-ENDLIST removed and a discontinuity before the next segment."""
+        EXT-X-ENDLIST removed (and the MPD dynamic again) and a discontinuity
+        before the next segment."""
+        if self._removed:
+            raise ValueError("the segmenter's files were removed")
         if self._finished:
             self._finished = False
-            self.playlist.reopen()
+            self._output.reopen()
         self.restart()
 
     def finish(self) -> None:
-        """Close the open segment and end the playlist (``#EXT-X-ENDLIST``)."""
+        """Close the open segment and end the playlists (``#EXT-X-ENDLIST``, static MPD)."""
         if self._finished:
             return
-        self._close_segment()
+        self._close()
         self._finished = True
-        self.playlist.end()
-        self._write_playlist()
+        if self._started:
+            self._output.finish()
+
+    def remove_files(self) -> None:
+        """Delete every file this segmenter wrote that is still there; it is spent after."""
+        self._finished = True
+        self._removed = True
+        self._span = None
+        self._output.remove_files()
+        with contextlib.suppress(OSError):
+            self.out_dir.rmdir()  # only when nothing else is in it
+
+    def _check_live(self) -> None:
+        if self._finished:
+            raise ValueError("the segmenter has finished")
 
     # --- video and audio
+
+    def _push_video(self, packet: EncodedPacket) -> None:
+        if self._video is None:
+            raise MediaError("video packet before its format", "segmenter push")
+        key = packet.key
+        if self._need_keyframe and not key:
+            return
+        dts = packet.dts * packet.time_base
+        pts = packet.pts * packet.time_base
+        if key and self._rebase:
+            if self._end is None:
+                self._offset = max(Fraction(0), -dts, -pts)
+            else:
+                self._offset = max(self._end - pts, self._decode_end - dts)
+            self._rebase = False
+        dts += self._offset
+        pts += self._offset
+        if self._last_video is not None and dts <= self._last_video:
+            raise MediaError(
+                f"video dts {float(dts):.3f} s does not follow {float(self._last_video):.3f} s", "segmenter push"
+            )
+        span = self._span
+        # segments are measured in presentation time, from keyframe to keyframe
+        if key and (span is None or pts - span.start >= self._target):
+            self._close(cut_pts=pts, cut_dts=dts)
+            self._begin(pts)
+            span = self._span
+        try:
+            self._output.video(packet.data, dts, pts, key)
+        except MediaError:
+            if span.frames == 0:  # a segment must begin with its keyframe
+                self._output.abort()
+                self._span = None
+            raise
+        span.frames += 1
+        self._need_keyframe = False
+        if self._last_video is not None:
+            self._step = dts - self._last_video
+        self._last_video = dts
+        self._decode_end = dts + self._step
+        # a stream cut short (finish, restart) ends after its latest picture
+        span.end = max(span.end, pts + self._step)
+
+    def _push_audio(self, packet: EncodedPacket) -> None:
+        if self._audio is None or self._span is None:
+            return  # no format, or before the first keyframe
+        dts = packet.dts * packet.time_base + self._offset
+        pts = packet.pts * packet.time_base + self._offset
+        if self._last_audio is not None and dts <= self._last_audio:
+            raise MediaError(
+                f"audio dts {float(dts):.3f} s does not follow {float(self._last_audio):.3f} s", "segmenter push"
+            )
+        self._output.audio(packet.data, dts, pts)
+        self._last_audio = dts
+
+    # --- segments
+
+    def _begin(self, start: Fraction) -> None:
+        self._output.begin(self._video, self._audio, start, self._discontinuity, self._new_clock)
+        self._span = _Span(start, start, self._discontinuity)
+        self._started = True
+        self._discontinuity = self._new_clock = False
+
+    def _close(self, cut_pts: Fraction | None = None, cut_dts: Fraction | None = None) -> None:
+        span, self._span = self._span, None
+        if span is None:
+            return
+        end = span.end if cut_pts is None else cut_pts
+        decode_end = self._decode_end if cut_dts is None else cut_dts
+        self._end = end
+        self._decode_end = decode_end
+        try:
+            listed = self._output.end(span.start, end, decode_end, span.discontinuity, cut_pts is None)
+        except BaseException:
+            self._output.abort()
+            raise
+        if listed is None:
+            return
+        sequence, files = listed
+        info = SegmentInfo(
+            uri=files[0],
+            duration_s=float(end - span.start),
+            sequence=sequence,
+            discontinuity=span.discontinuity,
+            playlist=self.playlist_path.name,
+            manifest=None if self.manifest_path is None else self.manifest_path.name,
+            files=files,
+        )
+        if self.on_segment is not None:
+            self.on_segment(info)
+
+
+class FlvSegmenter:
+    """Copy mode: FLV audio (8) / video (9) message bodies into a ``Segmenter``."""
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        settings: SegmentSettings = SegmentSettings(),
+        on_segment: Callable[[SegmentInfo], None] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.segmenter = Segmenter(out_dir, settings, on_segment, clock=clock)
+        self._avc: AVCConfig | None = None
+        self._video: VideoFormat | None = None
+        self._audio: AudioFormat | None = None
+
+    @property
+    def playlist(self) -> MediaPlaylist:
+        return self.segmenter.playlist
+
+    @property
+    def playlist_path(self) -> Path:
+        return self.segmenter.playlist_path
+
+    @property
+    def manifest_path(self) -> Path | None:
+        return self.segmenter.manifest_path
+
+    def push(self, type_id: int, timestamp_ms: int, payload: bytes) -> None:
+        """One audio (8) or video (9) message body, in decode order."""
+        if self.segmenter.finished:
+            raise ValueError("the segmenter has finished")
+        if type_id == FLV_VIDEO:
+            try:
+                self._push_video(timestamp_ms, payload)
+            except MediaError:
+                self.segmenter.skip_to_keyframe()
+                raise
+        elif type_id == FLV_AUDIO:
+            self._push_audio(timestamp_ms, payload)
+
+    def restart(self) -> None:
+        """The publisher reconnected; its sequence headers come again."""
+        self.segmenter.restart()
+        self._forget_formats()
+
+    def reopen(self) -> None:
+        self.segmenter.reopen()
+        self._forget_formats()
+
+    def finish(self) -> None:
+        self.segmenter.finish()
+
+    def remove_files(self) -> None:
+        self.segmenter.remove_files()
+
+    def _forget_formats(self) -> None:
+        self._avc = None
+        self._video = None
+        self._audio = None
 
     def _push_video(self, timestamp_ms: int, payload: bytes) -> None:
         tag = parse_video_tag(payload)
@@ -196,85 +407,62 @@ class TsSegmenter:
             raise MediaError(f"video codec {tag.codec!r} is not H.264", "video tag byte 0")
         if tag.packet_type == PACKET_SEQUENCE_HEADER:
             avc = parse_avc_config(tag.data)
-            if self._avc is not None and avc != self._avc:
-                self._close_segment()  # new parameters: the next keyframe opens a fresh muxer
+            if not avc.sps or not avc.pps:
+                raise MediaError("AVC sequence header without SPS or PPS", "video tag byte 5")
+            sps = parse_sps(avc.sps[0])
             self._avc = avc
+            self._video = VideoFormat(
+                extradata=nal_units_to_annexb(avc.sps + avc.pps),
+                width=sps.width,
+                height=sps.height,
+                codec=avc_codec_string(avc.sps[0]),
+                frame_rate=sps.frame_rate,
+            )
+            self.segmenter.set_formats(self._video, self._audio)
             return
         if tag.packet_type != PACKET_CODED_FRAMES:
             return  # end of sequence, metadata: nothing to mux
         if self._avc is None:
             raise MediaError("video frame before the AVC sequence header", "video tag byte 1")
-        key = tag.is_keyframe
-        if self._need_keyframe and not key:
-            return
         nals = [nal for nal in split_nal_units(tag.data, self._avc.nal_length_size) if nal]
+        key = tag.is_keyframe
         if key:
             nals = [*self._avc.sps, *self._avc.pps, *nals]
-        if key and self._rebase:
-            self._offset_ms = self._end_ms - (timestamp_ms + tag.composition_time)
-            self._rebase = False
-        timestamp_ms += self._offset_ms
-        pts = timestamp_ms + tag.composition_time
-        # segments are measured in presentation time, from keyframe to keyframe
-        if key and (self._segment is None or pts - self._segment.start_ms >= self.target_ms):
-            self._close_segment(end_ms=pts)
-            self._open_segment(self._avc, pts)
-        segment = self._segment
-        if segment is None:
-            return
-        segment.mux(segment.video, nal_units_to_annexb(nals), timestamp_ms, pts, key)
-        self._need_keyframe = False
-        if self._last_video_ms is not None and timestamp_ms > self._last_video_ms:
-            self._frame_ms = timestamp_ms - self._last_video_ms
-        self._last_video_ms = timestamp_ms
-        # a stream cut short (finish, restart) ends after its latest picture
-        segment.end_ms = max(segment.end_ms, pts + self._frame_ms)
+        packet = EncodedPacket(
+            VIDEO,
+            nal_units_to_annexb(nals),
+            timestamp_ms,
+            timestamp_ms + tag.composition_time,
+            _MILLISECOND,
+            key,
+        )
+        self.segmenter.push(packet)
 
     def _push_audio(self, timestamp_ms: int, payload: bytes) -> None:
         tag = parse_audio_tag(payload)
         if tag.aac_packet_type is None:
             raise MediaError(f"audio format {tag.sound_format} is not AAC", "audio tag byte 0")
         if tag.aac_packet_type == AAC_PACKET_SEQUENCE_HEADER:
-            parse_aac_config(tag.data)  # raises MediaError when it is not one
-            self._aac = tag.data
+            config = parse_aac_config(tag.data)  # raises MediaError when it is not one
+            profile = 29 if config.ps else 5 if config.sbr else config.object_type
+            self._audio = AudioFormat(
+                config=bytes(tag.data),
+                sample_rate=config.sample_rate,
+                channels=config.channels or config.channel_configuration or 2,
+                codec=f"mp4a.40.{profile}",
+                frame_samples=config.frame_length,
+            )
+            if self._video is not None:
+                self.segmenter.set_formats(self._video, self._audio)
             return
         if tag.aac_packet_type != AAC_PACKET_RAW:
             return
-        segment = self._segment
-        if segment is None or segment.audio is None:
-            return  # before the first keyframe, or no config when the segment opened
-        timestamp_ms += self._offset_ms
-        segment.mux(segment.audio, tag.data, timestamp_ms, timestamp_ms, True)
+        self.segmenter.push(EncodedPacket(AUDIO, tag.data, timestamp_ms, timestamp_ms, _MILLISECOND, True))
 
-    # --- segments
 
-    def _open_segment(self, avc: AVCConfig, start_ms: int) -> None:
-        path = self.out_dir / f"{self.name_prefix}{self._sequence}.ts"
-        self._sequence += 1
-        try:
-            self._segment = _OpenSegment(path, avc, self._aac, start_ms)
-        except av.FFmpegError as exc:
-            raise MediaError(f"cannot open a segment ({exc})", str(path)) from None
+class TsSegmenter(FlvSegmenter):
+    """The copy-mode MPEG-TS segmenter as ``output.py`` builds it today; prefer
+    ``FlvSegmenter(out_dir, SegmentSettings(...))``."""
 
-    def _close_segment(self, end_ms: int | None = None) -> None:
-        segment, self._segment = self._segment, None
-        if segment is None:
-            return
-        try:
-            segment.close()
-        except (av.FFmpegError, OSError):
-            segment.abort()
-            raise
-        end = segment.end_ms if end_ms is None else end_ms
-        self._end_ms = end
-        removed = self.playlist.add_segment(
-            segment.path.name, (end - segment.start_ms) / 1000, self._discontinuity
-        )
-        self._discontinuity = False
-        self._write_playlist()
-        for name in removed:
-            with contextlib.suppress(FileNotFoundError):
-                (self.out_dir / name).unlink()
-
-    def _write_playlist(self) -> None:
-        _replace_atomically(self.playlist_path, self.playlist.render().encode())
+    def __init__(self, out_dir: str | os.PathLike[str], target_duration_s: float = 2.0, window: int = 5) -> None:
+        super().__init__(out_dir, SegmentSettings("mpegts", target_duration_s, window))

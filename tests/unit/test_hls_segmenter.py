@@ -1,4 +1,4 @@
-"""TsSegmenter: real H.264 + AAC FLV from ffmpeg in, MPEG-TS segments + m3u8 out."""
+"""FlvSegmenter (mpegts): real H.264 + AAC FLV from ffmpeg in, MPEG-TS segments + m3u8 out."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import av
 import pytest
 
 from rtmprelay.errors import MediaError
-from rtmprelay.hls.segmenter import TsSegmenter
+from rtmprelay.hls.segmenter import FlvSegmenter, SegmentSettings
 from rtmprelay.testing.flv import read_flv_tags
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
@@ -106,7 +106,7 @@ def _ffmpeg_errors(playlist):
 
 
 def test_segments_are_two_seconds_and_decode_whole(tags9, tmp_path):
-    segmenter = TsSegmenter(tmp_path)
+    segmenter = FlvSegmenter(tmp_path, SegmentSettings())
     _push_all(segmenter, tags9)
     segmenter.finish()
 
@@ -135,7 +135,7 @@ def test_segments_are_two_seconds_and_decode_whole(tags9, tmp_path):
 
 
 def test_window_keeps_five_and_deletes_older_files(tags14, tmp_path):
-    segmenter = TsSegmenter(tmp_path, window=5)
+    segmenter = FlvSegmenter(tmp_path, SegmentSettings(window=5))
     _push_all(segmenter, tags14)
     headers, segments, ended = _parse_m3u8((tmp_path / "index.m3u8").read_text())
     assert not ended  # still live: the 7th segment is open
@@ -153,7 +153,7 @@ def test_window_keeps_five_and_deletes_older_files(tags14, tmp_path):
 
 
 def test_restart_marks_a_discontinuity(tags9, tmp_path):
-    segmenter = TsSegmenter(tmp_path, window=10)
+    segmenter = FlvSegmenter(tmp_path, SegmentSettings(window=10))
     half = [t for t in tags9 if t.timestamp < 4500]
     _push_all(segmenter, half)
     segmenter.restart()
@@ -175,7 +175,7 @@ def test_restart_marks_a_discontinuity(tags9, tmp_path):
 
 
 def test_no_endlist_until_finish(tags9, tmp_path):
-    segmenter = TsSegmenter(tmp_path)
+    segmenter = FlvSegmenter(tmp_path, SegmentSettings())
     _push_all(segmenter, tags9)
     assert "#EXT-X-ENDLIST" not in (tmp_path / "index.m3u8").read_text()
     segmenter.finish()
@@ -184,7 +184,7 @@ def test_no_endlist_until_finish(tags9, tmp_path):
 
 
 def test_bad_frame_raises_and_video_resumes_at_next_keyframe(tags9, tmp_path):
-    segmenter = TsSegmenter(tmp_path)
+    segmenter = FlvSegmenter(tmp_path, SegmentSettings())
     video = _coded(tags9, 9)
     bad = video[10]  # an inter frame in the first GOP
     dropped = 0
@@ -207,7 +207,7 @@ def test_bad_frame_raises_and_video_resumes_at_next_keyframe(tags9, tmp_path):
 
 
 def test_frame_before_sequence_header_is_a_media_error(tags9, tmp_path):
-    segmenter = TsSegmenter(tmp_path)
+    segmenter = FlvSegmenter(tmp_path, SegmentSettings())
     first = _coded(tags9, 9)[0]
     with pytest.raises(MediaError, match="before the AVC sequence header"):
         segmenter.push(9, 0, first.payload)
