@@ -59,6 +59,8 @@ from rtmprelay.hls.playlist import MediaPlaylist, Rendition, Variant, render_mas
 __all__ = ["CmafOutput"]
 
 MASTER_NAME = "index.m3u8"
+#: How much further video may run before a closed segment stops waiting for its audio.
+_AUDIO_WAIT_S = Fraction(1)
 MANIFEST_NAME = "manifest.mpd"
 _AUDIO_GROUP = "audio"
 
@@ -72,6 +74,19 @@ class _Period:
     audio: AudioFormat | None
     video_init: str
     audio_init: str | None
+
+
+@attrs.frozen(eq=False)
+class _Closing:
+    """A segment cut, waiting for the audio up to its end."""
+
+    start: Fraction
+    end: Fraction
+    decode_end: int  # 90 kHz
+    frames: list[tuple[int, int, bool, bytes]]
+    period: _Period
+    discontinuity: bool
+    final: bool
 
 
 @attrs.frozen(eq=False)
@@ -143,9 +158,11 @@ class CmafOutput:
         out_dir: Path,
         window: int,
         target_duration_s: Fraction,
+        on_listed: Callable[[int, tuple[str, ...], Fraction, bool], None],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.out_dir = out_dir
+        self.on_listed = on_listed
         self.window = window
         self.target = target_duration_s
         self.clock = clock
@@ -155,9 +172,8 @@ class CmafOutput:
         self._availability_start: Fraction | None = None
         self._finished = False
         self._written: set[str] = set()
-        # the open segment
-        self._open = False
         self._video: list[tuple[int, int, bool, bytes]] = []  # dts, pts (90 kHz), key, sample
+        self._closing: _Closing | None = None
         self._audio: deque[tuple[Fraction, bytes]] = deque()  # pts (s), raw frame
         self._audio_floor = Fraction(0)
         self._audio_next: int | None = None  # expected decode time of the next audio frame
@@ -188,7 +204,6 @@ class CmafOutput:
     ) -> None:
         if not self._periods or discontinuity:
             self._begin_period(video, audio, start, new_clock)
-        self._open = True
 
     def _begin_period(self, video: VideoFormat, audio: AudioFormat | None, start: Fraction, new_clock: bool) -> None:
         video_init = self.video_track.init_for(cmaf.video_init_segment(video), self.out_dir, self._written)
@@ -203,8 +218,9 @@ class CmafOutput:
             period_start = last.start + (start - last.origin)
             if new_clock:
                 period_start = max(period_start, self._now() - self._availability_start)
-        if self._periods:
-            self.video_track.discontinuity = self.audio_track.discontinuity = True
+        # a track's first segment follows nothing it could be discontinuous with
+        self.video_track.discontinuity = self.video_track.number > 0
+        self.audio_track.discontinuity = self.audio_track.number > 0
         number = int(self._periods[-1].id[1:]) + 1 if self._periods else 0
         self._periods.append(_Period(f"p{number}", period_start, start, video, audio, video_init, audio_init))
         self._audio.clear()
@@ -214,27 +230,43 @@ class CmafOutput:
     def video(self, data: bytes, dts: Fraction, pts: Fraction, key: bool) -> None:
         sample = cmaf.annexb_to_sample(data)
         self._video.append((_ticks(dts, cmaf.VIDEO_TIMESCALE), _ticks(pts, cmaf.VIDEO_TIMESCALE), key, sample))
+        closing = self._closing
+        if closing is not None and dts > closing.end + _AUDIO_WAIT_S:
+            self._complete()  # the audio stalled: the segment goes out with what it has
 
     def audio(self, data: bytes, dts: Fraction, pts: Fraction) -> None:
         if self._periods and self._periods[-1].audio is not None and pts >= self._audio_floor:
             self._audio.append((pts, data))
+            if self._closing is not None and pts >= self._closing.end:
+                self._complete()
 
-    def end(
-        self, start: Fraction, end: Fraction, decode_end: Fraction, discontinuity: bool, final: bool
-    ) -> tuple[int, tuple[str, ...]] | None:
-        """Write and list the open segment's tracks: (video number, file names).
+    def end(self, start: Fraction, end: Fraction, decode_end: Fraction, discontinuity: bool, final: bool) -> None:
+        """Close the open segment; it is written and listed once its audio is in.
 
-        ``final``: the stream stops here (no keyframe cut it), so all the audio held goes in.
+        A keyframe cuts video in decode order, but the audio up to its
+        presentation time (a B-frame delay later) is still to come, so the
+        segment waits for an audio frame at or past the cut, or for
+        ``_AUDIO_WAIT_S`` more of video. ``final``: the stream stops here (no
+        keyframe cut it), so it is written now with all the audio held.
         """
-        self._open = False
+        if self._closing is not None:
+            self._complete()
         frames, self._video = self._video, []
         if not frames:
             self._audio.clear()
-            return None
+            return
         period = self._periods[-1]
+        decode_ticks = _ticks(decode_end, cmaf.VIDEO_TIMESCALE)
+        self._closing = _Closing(start, end, decode_ticks, frames, period, discontinuity, final)
+        if final or period.audio is None or (self._audio and self._audio[-1][0] >= end):
+            self._complete()
+
+    def _complete(self) -> None:
+        closing, self._closing = self._closing, None
+        period, start, end, frames = closing.period, closing.start, closing.end, closing.frames
         files = []
         # video: each sample lasts until the next decode time
-        ends = [f[0] for f in frames[1:]] + [_ticks(decode_end, cmaf.VIDEO_TIMESCALE)]
+        ends = [f[0] for f in frames[1:]] + [closing.decode_end]
         samples = [
             cmaf.Sample(data, max(1, next_dts - dts), pts - dts, key)
             for (dts, pts, key, data), next_dts in zip(frames, ends)
@@ -246,12 +278,13 @@ class CmafOutput:
         video_size = self._write_segment(track, number, frames[0][0], samples, video=True)
         files.append(f"video_{number}.m4s")
         duration_s = end - start
-        track.add(_Listed(number, files[0], t, d, period), duration_s, video_size, period.video_init, self.out_dir, self._written)
+        listed = _Listed(number, files[0], t, d, period)
+        track.add(listed, duration_s, video_size, period.video_init, self.out_dir, self._written)
         # audio: the frames that start before the cut (all of them when the stream stops)
         audio_size = 0
         if period.audio is not None:
             taken = []
-            while self._audio and (self._audio[0][0] < end or final):
+            while self._audio and (self._audio[0][0] < end or closing.final):
                 taken.append(self._audio.popleft())
             if taken:
                 audio_size, name = self._end_audio(period, taken)
@@ -261,7 +294,7 @@ class CmafOutput:
         if duration_s > 0:
             self._peak_bps = max(self._peak_bps, _ceil((video_size + audio_size) * 8 / duration_s))
         self._write_indexes()
-        return number, tuple(files)
+        self.on_listed(number, tuple(files), duration_s, closing.discontinuity)
 
     def _end_audio(self, period: _Period, taken: list[tuple[Fraction, bytes]]) -> tuple[int, str]:
         audio = period.audio
@@ -292,13 +325,14 @@ class CmafOutput:
         return len(data)
 
     def abort(self) -> None:
-        self._open = False
+        """Drop the open segment (a segment already closed still goes out)."""
         self._video = []
-        self._audio.clear()
 
     # --- life cycle
 
     def finish(self) -> None:
+        if self._closing is not None:
+            self._complete()
         self._finished = True
         self.video_track.playlist.end()
         self.audio_track.playlist.end()
@@ -310,7 +344,9 @@ class CmafOutput:
         self.audio_track.playlist.reopen()
 
     def remove_files(self) -> None:
-        self.abort()
+        self._closing = None
+        self._video = []
+        self._audio.clear()
         for name in self._written:
             remove_quietly(self.out_dir / name)
         self._written.clear()

@@ -17,9 +17,10 @@ Rules kept here:
   the window (RFC 8216 4.3.3.3), and is written once it is not 0.
 - ``#EXT-X-ENDLIST`` after ``end()``; nothing can be added after that.
 - ``#EXT-X-MAP:URI=...`` (fMP4 segments, version 6 and up) is written before the
-  first segment of the window and again wherever a segment's initialization
-  section differs from the one before; a change of map is a change of encoding
-  parameters, so the caller also marks that segment a discontinuity (4.3.2.3).
+  first segment of the window, after every ``#EXT-X-DISCONTINUITY``, and
+  wherever a segment's initialization section differs from the one before; a
+  change of map is a change of encoding parameters, so the caller also marks
+  that segment a discontinuity (4.3.2.3).
 - ``#EXT-X-INDEPENDENT-SEGMENTS`` when the caller says every segment starts
   with a keyframe (or is audio) and so decodes on its own.
 
@@ -134,7 +135,8 @@ class MediaPlaylist:
         for segment in self._segments:
             if segment.discontinuity:
                 lines.append("#EXT-X-DISCONTINUITY")
-            if segment.map_uri is not None and segment.map_uri != current_map:
+            # stated again after a discontinuity too: players restart their demuxer there
+            if segment.map_uri is not None and (segment.map_uri != current_map or segment.discontinuity):
                 lines.append(f'#EXT-X-MAP:URI="{segment.map_uri}"')
                 current_map = segment.map_uri
             seconds, millis = divmod(segment.duration_ms, 1000)

@@ -130,9 +130,9 @@ class Segmenter:
         self.on_segment = on_segment
         self._target = Fraction(round(settings.target_duration_s * 1000), 1000)
         if settings.container == "fmp4":
-            self._output = CmafOutput(self.out_dir, settings.window, self._target, clock)
+            self._output = CmafOutput(self.out_dir, settings.window, self._target, self._listed, clock)
         else:
-            self._output = TsOutput(self.out_dir, settings.window)
+            self._output = TsOutput(self.out_dir, settings.window, self._listed)
         self._video: VideoFormat | None = None
         self._audio: AudioFormat | None = None
         self._span: _Span | None = None
@@ -320,18 +320,18 @@ class Segmenter:
         self._end = end
         self._decode_end = decode_end
         try:
-            listed = self._output.end(span.start, end, decode_end, span.discontinuity, cut_pts is None)
+            self._output.end(span.start, end, decode_end, span.discontinuity, cut_pts is None)
         except BaseException:
             self._output.abort()
             raise
-        if listed is None:
-            return
-        sequence, files = listed
+
+    def _listed(self, sequence: int, files: tuple[str, ...], duration: Fraction, discontinuity: bool) -> None:
+        """The output wrote and listed a segment (fMP4: once its audio was in)."""
         info = SegmentInfo(
             uri=files[0],
-            duration_s=float(end - span.start),
+            duration_s=float(duration),
             sequence=sequence,
-            discontinuity=span.discontinuity,
+            discontinuity=discontinuity,
             playlist=self.playlist_path.name,
             manifest=None if self.manifest_path is None else self.manifest_path.name,
             files=files,

@@ -16,6 +16,7 @@ playlist (version 3) that lists ``<prefix><n>.ts`` once each is closed.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -82,8 +83,15 @@ class _OpenSegment:
 class TsOutput:
     """``<prefix><n>.ts`` and ``index.m3u8`` in ``out_dir``."""
 
-    def __init__(self, out_dir: Path, window: int, name_prefix: str = "seg") -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        window: int,
+        on_listed: Callable[[int, tuple[str, ...], Fraction, bool], None],
+        name_prefix: str = "seg",
+    ) -> None:
         self.out_dir = out_dir
+        self.on_listed = on_listed
         self.name_prefix = name_prefix
         self.playlist = MediaPlaylist(window)
         self._sequence = 0
@@ -115,10 +123,8 @@ class TsOutput:
         if self._segment.audio is not None:
             self._segment.mux(self._segment.audio, data, dts, pts, True)
 
-    def end(
-        self, start: Fraction, end: Fraction, decode_end: Fraction, discontinuity: bool, final: bool
-    ) -> tuple[int, tuple[str, ...]] | None:
-        """Close and list the open segment: (its sequence number, its file names)."""
+    def end(self, start: Fraction, end: Fraction, decode_end: Fraction, discontinuity: bool, final: bool) -> None:
+        """Close and list the open segment."""
         segment, self._segment = self._segment, None
         try:
             segment.close()
@@ -132,7 +138,7 @@ class TsOutput:
         for gone in removed:
             remove_quietly(self.out_dir / gone)
             self._written.discard(gone)
-        return self._sequence - 1, (name,)
+        self.on_listed(self._sequence - 1, (name,), end - start, discontinuity)
 
     def abort(self) -> None:
         segment, self._segment = self._segment, None
