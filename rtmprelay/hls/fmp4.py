@@ -59,10 +59,10 @@ from rtmprelay.hls.playlist import MediaPlaylist, Rendition, Variant, render_mas
 __all__ = ["CmafOutput"]
 
 MASTER_NAME = "index.m3u8"
-#: How much further video may run before a closed segment stops waiting for its audio.
-_AUDIO_WAIT_S = Fraction(1)
 MANIFEST_NAME = "manifest.mpd"
 _AUDIO_GROUP = "audio"
+#: How much further video may run before a closed segment stops waiting for its audio.
+_AUDIO_WAIT_S = Fraction(1)
 
 
 @attrs.define(eq=False)
@@ -177,6 +177,7 @@ class CmafOutput:
         self._audio: deque[tuple[Fraction, bytes]] = deque()  # pts (s), raw frame
         self._audio_floor = Fraction(0)
         self._audio_next: int | None = None  # expected decode time of the next audio frame
+        self._audio_arrived = 0  # audio frames since the open segment began
         # HLS variant bit rates
         self._peak_bps = 0
         self._total_bits = 0
@@ -237,6 +238,7 @@ class CmafOutput:
     def audio(self, data: bytes, dts: Fraction, pts: Fraction) -> None:
         if self._periods and self._periods[-1].audio is not None and pts >= self._audio_floor:
             self._audio.append((pts, data))
+            self._audio_arrived += 1
             if self._closing is not None and pts >= self._closing.end:
                 self._complete()
 
@@ -258,7 +260,10 @@ class CmafOutput:
         period = self._periods[-1]
         decode_ticks = _ticks(decode_end, cmaf.VIDEO_TIMESCALE)
         self._closing = _Closing(start, end, decode_ticks, frames, period, discontinuity, final)
-        if final or period.audio is None or (self._audio and self._audio[-1][0] >= end):
+        # no audio during the whole segment: it is not flowing, don't wait for it
+        silent = self._audio_arrived == 0
+        self._audio_arrived = 0
+        if final or silent or period.audio is None or (self._audio and self._audio[-1][0] >= end):
             self._complete()
 
     def _complete(self) -> None:

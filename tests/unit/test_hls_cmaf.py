@@ -594,3 +594,27 @@ def test_master_playlist():
     )
     with pytest.raises(ValueError, match="quoted-string"):
         render_master([Variant("video.m3u8", 1, 'avc1"')])
+
+
+def test_a_closed_segment_waits_for_its_audio_only_while_audio_flows(media, tmp_path):
+    tags = media["flv9"]
+    video = _coded(tags, 9)
+    cut = next(t for t in video[1:] if t.payload[0] >> 4 == 1)  # the keyframe at 2 s
+    cut_pts = cut.timestamp + int.from_bytes(cut.payload[2:5], "big", signed=True)
+    infos = []
+    segmenter = FlvSegmenter(tmp_path / "with", FMP4, on_segment=infos.append)
+    position = tags.index(cut)
+    _push_tags(segmenter, tags[: position + 1])
+    assert infos == []  # the audio up to the cut's presentation time is still to come
+    for tag in tags[position + 1 :]:
+        segmenter.push(tag.tag_type, tag.timestamp, tag.payload)
+        if tag.tag_type == 8 and tag.timestamp >= cut_pts:
+            break
+        assert infos == []
+    assert [i.uri for i in infos] == ["video_0.m4s"]
+
+    # an audio format but no audio: nothing to wait for
+    infos.clear()
+    segmenter = FlvSegmenter(tmp_path / "without", FMP4, on_segment=infos.append)
+    _push_tags(segmenter, [t for t in tags[: position + 1] if t.tag_type == 9 or t.is_header])
+    assert [i.uri for i in infos] == ["video_0.m4s"]

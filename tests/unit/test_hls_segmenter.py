@@ -213,3 +213,43 @@ def test_frame_before_sequence_header_is_a_media_error(tags9, tmp_path):
         segmenter.push(9, 0, first.payload)
     with pytest.raises(MediaError):
         segmenter.push(9, 0, b"")
+
+
+def test_packet_api_writes_mpegts_and_removes_its_files(tmp_path_factory):
+    """Segmenter fed EncodedPackets (encoder time bases, negative B-frame dts) writes
+    the same MPEG-TS; on_segment reports each segment once listed."""
+    from rtmprelay.hls.segmenter import Segmenter
+    from tests.unit.test_hls_cmaf import _encode, mp4_packets
+
+    video_format, audio_format, packets = mp4_packets(_encode(tmp_path_factory.mktemp("mp4") / "in.mp4", 5, fmt="mp4"))
+    folder = tmp_path_factory.mktemp("out") / "cam"
+    infos = []
+    segmenter = Segmenter(folder, SegmentSettings(), on_segment=infos.append)
+    assert (segmenter.playlist_path, segmenter.manifest_path) == (folder / "index.m3u8", None)
+    segmenter.set_formats(video_format, audio_format)
+    for packet in packets:
+        segmenter.push(packet)
+        if infos:  # listed as soon as it is closed
+            assert infos[-1].uri in (folder / "index.m3u8").read_text()
+    segmenter.finish()
+
+    headers, segments, ended = _parse_m3u8((folder / "index.m3u8").read_text())
+    assert ended
+    assert [(i.uri, i.sequence, i.discontinuity, i.playlist, i.manifest) for i in infos] == [
+        (f"seg{n}.ts", n, False, "index.m3u8", None) for n in range(3)
+    ]
+    assert [round(i.duration_s, 3) for i in infos] == [d for d, _, _ in segments] == [2.0, 2.0, 1.0]
+    video_total = audio_total = 0
+    for _, uri, _ in segments:
+        video, audio, first_key = _decode(folder / uri)
+        assert first_key is True
+        video_total += video
+        audio_total += audio
+    assert video_total == sum(p.kind == "video" for p in packets)
+    assert audio_total > 0
+    assert _ffmpeg_errors(folder / "index.m3u8") == ""
+
+    segmenter.remove_files()
+    assert not folder.exists()
+    with pytest.raises(ValueError):
+        segmenter.reopen()  # spent: the caller makes a new one
