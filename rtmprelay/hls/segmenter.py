@@ -18,7 +18,7 @@ Rules kept, for every container:
   one marked as a discontinuity (and, for fMP4, with new init segments).
 - After ``restart()`` the new publisher's clock (which starts again, usually
   at 0) is shifted so that its first keyframe lands where the last segment
-  ended: the segments carry ``#EXT-X-DISCONTINUITY`` as the spec asks, and
+  ended (or its last audio frame, if that ends later): the segments carry ``#EXT-X-DISCONTINUITY`` as the spec asks, and
   their timestamps still only grow, which players that ignore the tag
   (ffmpeg's HLS demuxer among them) and fMP4's ``tfdt`` need. The very first
   keyframe is shifted only if its dts is negative.
@@ -49,7 +49,7 @@ from pathlib import Path
 
 import attrs
 
-from rtmprelay.errors import MediaError
+from rtmprelay.errors import ConfigError, MediaError
 from rtmprelay.hls.fmp4 import CmafOutput
 from rtmprelay.hls.packets import AUDIO, VIDEO, AudioFormat, EncodedPacket, VideoFormat, avc_codec_string
 from rtmprelay.hls.playlist import MediaPlaylist
@@ -75,12 +75,12 @@ _MILLISECOND = Fraction(1, 1000)
 
 def _container(instance, attribute, value: str) -> None:
     if value not in CONTAINERS:
-        raise ValueError(f"container {value!r}: choose one of {', '.join(CONTAINERS)}")
+        raise ConfigError(f"container {value!r}: choose one of {', '.join(CONTAINERS)}")
 
 
 def _positive(instance, attribute, value) -> None:
     if not value > 0:
-        raise ValueError(f"{attribute.name} must be positive, not {value!r}")
+        raise ConfigError(f"{attribute.name} must be positive, not {value!r}")
 
 
 @attrs.frozen
@@ -147,6 +147,7 @@ class Segmenter:
         self._last_audio: Fraction | None = None
         self._step = Fraction(0)  # last step between video dts, for the last frame's length
         self._decode_end = Fraction(0)  # latest video dts plus that step
+        self._audio_end: Fraction | None = None  # latest audio pts plus one frame
         self._finished = False
         self._removed = False
 
@@ -261,7 +262,10 @@ class Segmenter:
             if self._end is None:
                 self._offset = max(Fraction(0), -dts, -pts)
             else:
+                # after both tracks of the last publisher: its audio may run past its last picture
                 self._offset = max(self._end - pts, self._decode_end - dts)
+                if self._audio_end is not None:
+                    self._offset = max(self._offset, self._audio_end - pts)
             self._rebase = False
         dts += self._offset
         pts += self._offset
@@ -302,6 +306,7 @@ class Segmenter:
             )
         self._output.audio(packet.data, dts, pts)
         self._last_audio = dts
+        self._audio_end = pts + Fraction(self._audio.frame_samples, self._audio.sample_rate)
 
     # --- segments
 

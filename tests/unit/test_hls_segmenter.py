@@ -253,3 +253,13 @@ def test_packet_api_writes_mpegts_and_removes_its_files(tmp_path_factory):
     assert not folder.exists()
     with pytest.raises(ValueError):
         segmenter.reopen()  # spent: the caller makes a new one
+
+
+@pytest.mark.parametrize(
+    "settings", [{"container": "mkv"}, {"target_duration_s": 0}, {"window": 0}]
+)
+def test_settings_that_cannot_work_are_refused(settings):
+    from rtmprelay.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        SegmentSettings(**settings)
