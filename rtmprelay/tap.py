@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,11 +17,14 @@ from rtmprelay.cloud.announce import CloudAnnouncer, default_public_url
 from rtmprelay.cloud.client import CloudClient, CloudConfig
 from rtmprelay.cloud.routing import CloudLookup
 from rtmprelay.errors import ConfigError
-from rtmprelay.hls.output import HlsOutput
+from rtmprelay.hls.output import HLS_CONTAINERS, HLS_MODES, HlsOutput, HlsSettings
+from rtmprelay.hls.transcode import TranscodeSettings
+from rtmprelay.hls.worker import DEFAULT_QUEUE_FRAMES
 from rtmprelay.media.cleaner import CleanerConfig
 from rtmprelay.media.profiles import PROFILES, get_profile
 from rtmprelay.relay.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_QUEUE_BYTES, UpstreamConfig
 from rtmprelay.relay.forward import Forwarding, UrlTemplate
+from rtmprelay.relay.lag import ReactorLagMonitor
 from rtmprelay.relay.registry import DEFAULT_GOP_CACHE_BYTES, StreamRegistry
 from rtmprelay.relay.server import DEFAULT_HANDSHAKE_TIMEOUT, RTMPServerFactory, ServerConfig
 from rtmprelay.rtmp.connection import DEFAULT_MAX_MESSAGE_SIZE, ConnectionConfig
@@ -101,10 +105,35 @@ class Options(usage.Options):
          "Seconds: keyframes closer than this are relabelled as inter frames (overrides the profile's).", float],
         ["max-keyframe-interval", None, None, "Seconds: longer GOPs are reported (overrides the profile's).", float],
         ["hls", None, None,
-         f"Write HLS (copy mode: segments cut at keyframes) for every stream under this folder. "
+         f"Write HLS for every stream under this folder (DIR/USER/STREAM/index.m3u8). "
          f"Default: ./{DEFAULT_HLS_DIR} when not forwarding, off when forwarding."],
+        ["hls-mode", None, "transcode",
+         f"{' or '.join(HLS_MODES)}: re-encode with the encoder settings below (the old relay's FFmpeg "
+         "command), or cut the cleaned stream at its keyframes without re-encoding."],
+        ["hls-segment-type", None, "mpegts",
+         f"{' or '.join(HLS_CONTAINERS)}: MPEG-TS segments, or fMP4 (CMAF) segments with a DASH manifest "
+         "(manifest.mpd) beside the playlist."],
         ["hls-segment", None, 2.0, "Target HLS segment length in seconds.", _positive_float],
         ["hls-window", None, 5, "Segments listed in each playlist; older ones are deleted.", _positive_int],
+        ["hls-cleanup", None, "60",
+         "Seconds after unpublish before a stream's HLS files are removed; 'never' keeps them. "
+         "A publisher back within that time continues the playlist."],
+        ["hls-queue-frames", None, DEFAULT_QUEUE_FRAMES,
+         "Bound on the video frames queued for one stream's encoder; past it, frames are dropped (counted) "
+         "until the next keyframe.", _positive_int],
+        ["video-bitrate", None, "2M", "Transcode: H.264 target bit rate (e.g. 2000000, 2500k, 2M)."],
+        ["video-maxrate", None, "2500k", "Transcode: VBV maximum rate."],
+        ["video-bufsize", None, "4M", "Transcode: VBV buffer size."],
+        ["video-size", None, None, "Transcode: output WIDTHxHEIGHT (default: the source's)."],
+        ["gop", None, 60, "Transcode: frames from one keyframe to the next (and no others).", _positive_int],
+        ["x264-preset", None, "veryfast", "Transcode: x264 preset."],
+        ["x264-tune", None, "zerolatency", "Transcode: x264 tune ('none' for no tune)."],
+        ["x264-threads", None, 0, "Transcode: x264 threads per stream; 0 lets x264 choose.", int],
+        ["h264-profile", None, "baseline", "Transcode: H.264 profile."],
+        ["h264-level", None, "3.1", "Transcode: H.264 level."],
+        ["audio-bitrate", None, "128k", "Transcode: AAC bit rate."],
+        ["audio-rate", None, 48000, "Transcode: AAC sample rate.", _positive_int],
+        ["audio-channels", None, 2, "Transcode: AAC channels (1 or 2).", _positive_int],
         ["http", None, DEFAULT_HTTP_ENDPOINT, "HTTP endpoint serving /hls/, /health and /api/streams."],
         ["jump-threshold", None, 1000.0, "Milliseconds: a larger unexplained timestamp step is re-based.", _positive_float],
         ["interleave-delay", None, 500.0, "Milliseconds the cleaner may hold media to interleave audio and video.", _positive_float],
@@ -119,6 +148,16 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["rtmp"] = []
+
+    def parseOptions(self, options=None) -> None:
+        """``--config FILE`` (TOML, keys are the long option names) gives defaults; the command line wins."""
+        args = list(sys.argv[1:] if options is None else options)
+        path, rest = _take_config_path(args)
+        prefix = _config_file_args(path, self) if path is not None else []
+        if any(arg == "--rtmp" or arg.startswith("--rtmp=") for arg in rest):
+            # --rtmp repeats; given on the command line it replaces the file's list, as any option does.
+            prefix = [arg for i, arg in enumerate(prefix) if arg != "--rtmp" and (i == 0 or prefix[i - 1] != "--rtmp")]
+        super().parseOptions(prefix + rest)
 
     def opt_rtmp(self, endpoint: str) -> None:
         """RTMP listen endpoint (repeatable). Default: tcp:1935."""
@@ -136,6 +175,7 @@ class Options(usage.Options):
                 self["forward"] = UrlTemplate(self["forward"])
             self._cloud_options()
             self["cleaning"] = None if self["no-clean"] else self._cleaning()
+            self["hls-settings"] = self._hls_settings()
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
 
@@ -188,6 +228,98 @@ class Options(usage.Options):
         return attrs.evolve(config, fps=fps_value)
 
 
+    def _hls_settings(self) -> HlsSettings:
+        cleanup = self["hls-cleanup"]
+        if str(cleanup).lower() == "never":
+            cleanup_s = None
+        else:
+            try:
+                cleanup_s = float(cleanup)
+            except ValueError:
+                raise ConfigError(f"--hls-cleanup takes seconds or 'never', not {cleanup!r}") from None
+            if cleanup_s < 0:
+                raise ConfigError(f"--hls-cleanup {cleanup_s:g} is negative")
+        width = height = None
+        if self["video-size"]:
+            try:
+                width, height = (int(side) for side in self["video-size"].lower().split("x"))
+            except ValueError:
+                raise ConfigError(f"--video-size takes WIDTHxHEIGHT, not {self['video-size']!r}") from None
+            if width <= 0 or height <= 0 or width % 2 or height % 2:
+                raise ConfigError(f"--video-size {width}x{height}: both sides must be even and positive")
+        cleaning = self["cleaning"]
+        fps = round(cleaning.fps) if cleaning is not None and cleaning.fps else 30
+        transcode = TranscodeSettings(
+            fps=fps,
+            gop=self["gop"],
+            preset=self["x264-preset"],
+            tune="" if self["x264-tune"] == "none" else self["x264-tune"],
+            profile=self["h264-profile"],
+            level=self["h264-level"],
+            video_bitrate=self["video-bitrate"],
+            maxrate=self["video-maxrate"],
+            bufsize=self["video-bufsize"],
+            width=width,
+            height=height,
+            audio_rate=self["audio-rate"],
+            audio_channels=self["audio-channels"],
+            audio_bitrate=self["audio-bitrate"],
+            threads=self["x264-threads"],
+        )
+        return HlsSettings(
+            mode=self["hls-mode"],
+            container=self["hls-segment-type"],
+            segment_s=self["hls-segment"],
+            window=self["hls-window"],
+            transcode=transcode,
+            queue_frames=self["hls-queue-frames"],
+            cleanup_after_s=cleanup_s,
+        )
+
+
+def _take_config_path(args: list[str]) -> tuple[str | None, list[str]]:
+    """The ``--config`` value and the arguments without it."""
+    path, rest, items = None, [], iter(args)
+    for arg in items:
+        if arg == "--config":
+            path = next(items, None)
+            if path is None:
+                raise usage.UsageError("--config needs a file")
+        elif arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    return path, rest
+
+
+def _config_file_args(path: str, options: usage.Options) -> list[str]:
+    """A TOML config file as command-line arguments (so one parser checks both)."""
+    try:
+        with open(path, "rb") as file:
+            table = tomllib.load(file)
+    except OSError as error:
+        raise usage.UsageError(f"cannot read config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise usage.UsageError(f"config file {path}: {error}") from None
+    flags = {flag[0] for flag in options.optFlags}
+    parameters = {parameter[0] for parameter in options.optParameters} | {"rtmp"}
+    args: list[str] = []
+    for key, value in table.items():
+        if key in flags:
+            if not isinstance(value, bool):
+                raise usage.UsageError(f"config file {path}: {key} is a flag: true or false, not {value!r}")
+            if value:
+                args.append(f"--{key}")
+        elif key in parameters:
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, (dict, list, bool)):
+                    raise usage.UsageError(f"config file {path}: {key} takes a string or a number, not {item!r}")
+                args += [f"--{key}", str(item)]
+        else:
+            raise usage.UsageError(f"config file {path}: unknown option {key!r}")
+    return args
+
+
 def makeService(options: Options) -> service.MultiService:
     from twisted.internet import reactor
 
@@ -212,18 +344,28 @@ def makeService(options: Options) -> service.MultiService:
     )
     hls_output = None
     if options["hls"]:
-        hls_output = HlsOutput(Path(options["hls"]), segment_s=options["hls-segment"], window=options["hls-window"])
+        hls_output = HlsOutput(Path(options["hls"]), options["hls-settings"], clock=reactor)
+        hls_output.setServiceParent(top)
         registry.add_listener(hls_output)
     if cloud is not None:
         announcer = CloudAnnouncer(cloud, options["public-url"])
         registry.add_listener(announcer)
-        if hls_output is not None and hasattr(hls_output, "add_listener"):  # until HlsOutput.add_listener lands
+        if hls_output is not None:
             hls_output.add_listener(announcer)
     factory = RTMPServerFactory(registry, config, reactor, admit=admit)
     for endpoint in options["rtmp"]:
         strports.service(endpoint, factory).setServiceParent(top)
+    lag = ReactorLagMonitor(reactor)
+    lag.setServiceParent(top)
     if not options["no-http"]:
-        site = make_site(registry, Path(options["hls"] or DEFAULT_HLS_DIR), started_at=reactor.seconds(), clock=reactor)
+        site = make_site(
+            registry,
+            Path(options["hls"] or DEFAULT_HLS_DIR),
+            started_at=reactor.seconds(),
+            clock=reactor,
+            lag=lag,
+            hls=hls_output,
+        )
         strports.service(options["http"], site).setServiceParent(top)
     top.registry = registry
     return top

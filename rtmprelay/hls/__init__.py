@@ -1,6 +1,6 @@
-"""Local HLS output: a live playlist model and an MPEG-TS segmenter (copy mode)."""
+"""Local HLS (and DASH): playlists, segmenters, the transcoder and the per-stream output."""
 
 from rtmprelay.hls.playlist import MediaPlaylist, Segment
-from rtmprelay.hls.segmenter import TsSegmenter
+from rtmprelay.hls.segmenter import FlvSegmenter, Segmenter, SegmentSettings
 
-__all__ = ["MediaPlaylist", "Segment", "TsSegmenter"]
+__all__ = ["FlvSegmenter", "MediaPlaylist", "Segment", "SegmentSettings", "Segmenter"]

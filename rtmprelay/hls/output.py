@@ -1,81 +1,261 @@
-"""Local HLS for every live stream: a registry listener that gives each stream a
-segmenter writing under ``hls_dir/{path below the app}/index.m3u8``.
+"""Local HLS for every live stream: the registry listener that gives each stream
+path an HLS pipeline on its own worker thread, writing under
+``hls_dir/{path below the app}/``.
 
-Copy mode only for now (segments cut at the cleaned stream's keyframes, no
-re-encode). A publisher that comes back to the same path while its playlist
-is still there continues that playlist after EXT-X-DISCONTINUITY. Muxing one
-packet into MPEG-TS costs microseconds, so it runs on the reactor thread;
-the transcode mode of issue 4 will need a worker.
+- *Transcode mode* (the default) decodes the cleaned stream and encodes it
+  again with the old relay's settings; *copy mode* cuts the cleaned stream at
+  its keyframes. Either way the work runs on the path's ``StreamWorker``; the
+  reactor only queues messages (bounded; see ``rtmprelay.hls.worker``).
+- A publisher that comes back to the same path before its files are removed
+  continues the playlist after EXT-X-DISCONTINUITY. On unpublish the playlist
+  gets EXT-X-ENDLIST and everything is removed ``cleanup_after_s`` later
+  (``None`` keeps the files).
+- Once a publish's first segment is listed, every listener added with
+  ``add_listener`` hears ``hls_ready(path, playlist, manifest)`` on the
+  reactor thread (paths relative to ``hls_dir``; ``manifest`` is the DASH
+  manifest or None): the cloud's hls-ready webhook hangs there.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import attrs
+from twisted.application import service
+from twisted.internet import threads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from rtmprelay.errors import MediaError
-from rtmprelay.hls.segmenter import TsSegmenter
+from rtmprelay.errors import ConfigError, MediaError
+from rtmprelay.hls.pipeline import TranscodePipeline
+from rtmprelay.hls.segmenter import CONTAINERS, FlvSegmenter, Segmenter, SegmentSettings
+from rtmprelay.hls.transcode import TranscodeSettings
+from rtmprelay.hls.worker import DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, StreamWorker
 from rtmprelay.relay.forward import StreamName
 
+__all__ = ["HLS_MODES", "HLS_CONTAINERS", "HlsOutput", "HlsSettings"]
 
-class _StreamSegmenter:
-    """The MediaSink one live stream feeds; survives the stream for a reconnect."""
+HLS_MODES = ("transcode", "copy")
+HLS_CONTAINERS = CONTAINERS
+#: Seconds between two log lines about the same stream's bad media.
+_ERROR_LOG_INTERVAL = 10.0
+
+
+def _one_of(choices: tuple[str, ...]):
+    def check(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+        if value not in choices:
+            raise ConfigError(f"HLS {attribute.name} {value!r}: choose one of {', '.join(choices)}")
+
+    return check
+
+
+@attrs.frozen
+class HlsSettings:
+    mode: str = attrs.field(default="transcode", validator=_one_of(HLS_MODES))
+    container: str = attrs.field(default="mpegts", validator=_one_of(HLS_CONTAINERS))
+    segment_s: float = 2.0
+    window: int = 5
+    transcode: TranscodeSettings = TranscodeSettings()
+    queue_frames: int = DEFAULT_QUEUE_FRAMES
+    queue_bytes: int = DEFAULT_QUEUE_BYTES
+    #: Seconds after unpublish before the stream's files are removed; None keeps them.
+    cleanup_after_s: float | None = 60.0
+
+    def segment_settings(self) -> SegmentSettings:
+        return SegmentSettings(container=self.container, target_duration_s=self.segment_s, window=self.window)
+
+
+class _PathOutput:
+    """One stream path's pipeline and worker; outlives a publish so a reconnect continues."""
 
     log = Logger()
 
-    def __init__(self, path: str, folder: Path, segment_s: float, window: int) -> None:
+    def __init__(self, owner: "HlsOutput", path: str, folder: Path) -> None:
+        self.owner = owner
         self.path = path
-        self.segmenter = TsSegmenter(folder, target_duration_s=segment_s, window=window)
-        self._failing = False
+        self.folder = folder
+        settings = owner.settings
+        segment_settings = settings.segment_settings()
+        if settings.mode == "copy":
+            self.pipeline = FlvSegmenter(folder, segment_settings, on_segment=self._segment_closed)
+            self.segmenter = self.pipeline
+        else:
+            self.segmenter = Segmenter(folder, segment_settings, on_segment=self._segment_closed)
+            self.pipeline = TranscodePipeline(self.segmenter, settings.transcode)
+        self.worker = StreamWorker(
+            self.pipeline,
+            name=path,
+            max_frames=settings.queue_frames,
+            max_bytes=settings.queue_bytes,
+            on_media_error=self._media_error,
+            on_crash=self._crashed,
+        )
+        self.generation = 0  # publishes of this path so far, minus one
+        self._worker_generation = 0  # the same, as the worker thread has seen it
+        self.segments = 0
+        self.ready = False
+        self.live = True
+        self.cleanup = None
+        self._last_error_log = float("-inf")
+
+    # -- MediaSink (reactor thread) ----------------------------------------------
 
     def on_metadata(self, metadata: dict) -> None:
         pass
 
     def on_media(self, type_id: int, timestamp: int, payload: bytes) -> None:
-        try:
-            self.segmenter.push(type_id, timestamp, payload)
-        except MediaError as error:
-            if not self._failing:  # one line per bad run, not one per frame
-                self.log.warn(
-                    "HLS for {path}: {what} (at {where}); resuming at the next keyframe",
-                    path=self.path,
-                    what=error.what,
-                    where=error.where or "?",
-                )
-            self._failing = True
-        else:
-            self._failing = False
+        self.worker.push(type_id, timestamp, payload)
 
     def on_stream_end(self) -> None:
-        self.segmenter.finish()
+        self.live = False
+        self.worker.call(self.pipeline.finish)
+
+    def republished(self) -> None:
+        self.generation += 1
+        self.ready = False
+        self.live = True
+        self.worker.call(self._reopen, self.generation)
+
+    # -- worker thread -----------------------------------------------------------
+
+    def _reopen(self, generation: int) -> None:
+        self._worker_generation = generation
+        self.pipeline.reopen()
+
+    def _segment_closed(self, info) -> None:
+        self.owner.clock.callFromThread(self._segment_listed, self._worker_generation)
+
+    def _media_error(self, error: MediaError) -> None:
+        self.owner.clock.callFromThread(self._log_media_error, error)
+
+    def _crashed(self, error: BaseException) -> None:
+        self.owner.clock.callFromThread(self._log_crash, error)
+
+    # -- back on the reactor thread ---------------------------------------------
+
+    def _segment_listed(self, generation: int) -> None:
+        self.segments += 1
+        if generation != self.generation or self.ready:
+            return
+        self.ready = True
+        self.owner.announce_ready(self)
+
+    def _log_media_error(self, error: MediaError) -> None:
+        now = self.owner.clock.seconds()
+        if now - self._last_error_log < _ERROR_LOG_INTERVAL:
+            return  # counted in worker.counters.errors, logged at most every few seconds
+        self._last_error_log = now
+        self.log.warn(
+            "HLS for {path}: {what} (at {where}); resuming at the next keyframe",
+            path=self.path,
+            what=error.what,
+            where=error.where or "?",
+        )
+
+    def _log_crash(self, error: BaseException) -> None:
+        self.log.failure("HLS pipeline for {path} failed; it goes on with the next message", Failure(error), path=self.path)
+
+    def relative(self, file: Path | None) -> str | None:
+        return None if file is None else file.relative_to(self.owner.hls_dir).as_posix()
+
+    def info(self) -> dict:
+        counters = attrs.asdict(self.worker.counters)
+        transcoder = getattr(self.pipeline, "counters", None)
+        return {
+            "mode": self.owner.settings.mode,
+            "container": self.owner.settings.container,
+            "playlist": self.relative(self.segmenter.playlist_path),
+            "manifest": self.relative(self.segmenter.manifest_path),
+            "ready": self.ready,
+            "segments": self.segments,
+            "queue": counters,
+            "transcoder": transcoder,
+        }
 
 
-class HlsOutput:
-    """Registry listener: HLS for every stream that goes live."""
+class HlsOutput(service.Service):
+    """Registry listener (HLS for every stream that goes live) and the service that
+    finishes every pipeline when the daemon stops."""
 
     log = Logger()
 
-    def __init__(self, hls_dir: Path, *, segment_s: float = 2.0, window: int = 5) -> None:
+    def __init__(self, hls_dir: Path, settings: HlsSettings = HlsSettings(), clock=None) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
         self.hls_dir = Path(hls_dir)
-        self.segment_s = segment_s
-        self.window = window
-        self._by_path: dict[str, _StreamSegmenter] = {}
+        self.settings = settings
+        self.clock = clock
+        self._by_path: dict[str, _PathOutput] = {}
+        self._listeners: list = []
+
+    def add_listener(self, listener) -> None:
+        """``listener.hls_ready(path, playlist, manifest)`` once per publish."""
+        self._listeners.append(listener)
 
     def folder_for(self, path: str) -> Path:
         name = StreamName.from_path(path)
         return self.hls_dir / (name.path or name.app)
 
+    def info(self, path: str) -> dict | None:
+        output = self._by_path.get(path)
+        return None if output is None else output.info()
+
+    # -- registry listener -------------------------------------------------------
+
     def stream_started(self, stream) -> None:
-        sink = self._by_path.get(stream.path)
-        if sink is not None and sink.segmenter.playlist.ended:
-            # The same publisher back: one playlist, a discontinuity between the two.
-            sink.segmenter.reopen()
+        output = self._by_path.get(stream.path)
+        if output is None:
+            output = _PathOutput(self, stream.path, self.folder_for(stream.path))
+            self._by_path[stream.path] = output
         else:
-            sink = _StreamSegmenter(stream.path, self.folder_for(stream.path), self.segment_s, self.window)
-            self._by_path[stream.path] = sink
-        stream.attach(sink)
-        self.log.info("HLS for {path} in {folder}", path=stream.path, folder=str(self.folder_for(stream.path)))
+            # The same path back before its files were removed: one playlist, a discontinuity.
+            if output.cleanup is not None and output.cleanup.active():
+                output.cleanup.cancel()
+            output.cleanup = None
+            output.republished()
+        stream.attach(output)
+        self.log.info(
+            "HLS ({mode}, {container}) for {path} in {folder}",
+            mode=self.settings.mode,
+            container=self.settings.container,
+            path=stream.path,
+            folder=str(output.folder),
+        )
 
     def stream_ended(self, stream) -> None:
-        """The sink finished the playlist itself (on_stream_end); its files stay for players."""
+        """The sink finished the playlist itself (on_stream_end); remove the files later."""
+        output = self._by_path.get(stream.path)
+        if output is None or self.settings.cleanup_after_s is None:
+            return
+        output.cleanup = self.clock.callLater(self.settings.cleanup_after_s, self._remove, stream.path)
+
+    def announce_ready(self, output: _PathOutput) -> None:
+        playlist = output.relative(output.segmenter.playlist_path)
+        manifest = output.relative(output.segmenter.manifest_path)
+        self.log.info("HLS for {path} ready: {playlist}", path=output.path, playlist=playlist)
+        for listener in list(self._listeners):
+            listener.hls_ready(output.path, playlist, manifest)
+
+    def _remove(self, path: str) -> None:
+        output = self._by_path.pop(path, None)
+        if output is None:
+            return
+        output.worker.call(output.pipeline.remove_files)
+        output.worker.stop()
+        self.log.info("HLS files of {path} removed", path=path)
+
+    # -- service -----------------------------------------------------------------
+
+    def stopService(self):
+        """End every playlist and let the workers write what they hold (bounded wait)."""
+        super().stopService()
+        workers = []
+        for output in self._by_path.values():
+            if output.cleanup is not None and output.cleanup.active():
+                output.cleanup.cancel()
+            if output.live:
+                output.worker.call(output.pipeline.finish)
+            output.worker.stop()
+            workers.append(output.worker)
+        return threads.deferToThread(lambda: [worker.join(10.0) for worker in workers])

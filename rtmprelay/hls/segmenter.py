@@ -66,7 +66,7 @@ from rtmprelay.media.tags import (
     parse_video_tag,
 )
 
-__all__ = ["CONTAINERS", "FlvSegmenter", "SegmentInfo", "SegmentSettings", "Segmenter", "TsSegmenter"]
+__all__ = ["CONTAINERS", "FlvSegmenter", "SegmentInfo", "SegmentSettings", "Segmenter"]
 
 CONTAINERS = ("mpegts", "fmp4")
 FLV_AUDIO, FLV_VIDEO = 8, 9
@@ -464,10 +464,3 @@ class FlvSegmenter:
             return
         self.segmenter.push(EncodedPacket(AUDIO, tag.data, timestamp_ms, timestamp_ms, _MILLISECOND, True))
 
-
-class TsSegmenter(FlvSegmenter):
-    """The copy-mode MPEG-TS segmenter as ``output.py`` builds it today; prefer
-    ``FlvSegmenter(out_dir, SegmentSettings(...))``."""
-
-    def __init__(self, out_dir: str | os.PathLike[str], target_duration_s: float = 2.0, window: int = 5) -> None:
-        super().__init__(out_dir, SegmentSettings("mpegts", target_duration_s, window))

@@ -253,6 +253,7 @@ class _VideoPath:
             self.encoder.width,
             self.encoder.height,
             avc_codec_string(sps[0]),
+            frame_rate=Fraction(self.settings.fps),
         )
 
 

@@ -145,3 +145,37 @@ def test_failing_lookup_rejects_the_publish_with_the_reason(cloud, cloud_relay, 
     assert "rejecting publish of live/user1/refused" in log and reason in log, log
     # Never live, so never ended.
     assert cloud.posts("stream-ended") == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_hls_ready_announces_fetchable_hls_and_dash_urls(cloud, rtmprelay_factory, upstream, monkeypatch, ffmpeg_publisher_factory):
+    """--cloud with local HLS in fMP4: hls-ready once the first segment is listed, with URLs
+    (made from the HTTP endpoint, no --public-url) that serve the playlist and the DASH manifest."""
+    monkeypatch.setenv("RTMPRELAY_CLOUD_SECRET", SECRET)
+    relay = rtmprelay_factory(["--cloud", cloud.url, "--hls-segment-type", "fmp4", "--hls-mode", "copy"])
+    cloud.upstreams[("user1", "hlsready")] = f"rtmp://127.0.0.1:{upstream.port}/live/cfkey2"
+    publisher = ffmpeg_publisher_factory(relay.url("live/user1/hlsready"), seconds=6, size="160x96", fps=30, gop=60)
+    yield until(lambda: cloud.posts("hls-ready"), "hls-ready", timeout=30)
+    (ready,) = cloud.posts("hls-ready")
+    assert signed(ready)
+    base = f"http://127.0.0.1:{relay.http_port}/hls/user1/hlsready"
+    assert ready.json == {
+        "userId": "user1",
+        "streamId": "hlsready",
+        "hlsUrl": f"{base}/index.m3u8",
+        "dashUrl": f"{base}/manifest.mpd",
+    }
+    # Announced only once something is playable: the playlists already list a segment.
+    from twisted.internet import threads
+
+    from rtmprelay.testing.players import ffprobe_stream
+
+    for url in (ready.json["hlsUrl"], ready.json["dashUrl"]):
+        streams = yield threads.deferToThread(ffprobe_stream, url, timeout=30)
+        assert sorted(s.codec_name for s in streams) == ["aac", "h264"], url
+    yield until(lambda: not publisher.running, "ffmpeg to finish")
+    publisher.check()
+    yield until(lambda: cloud.posts("stream-ended"), "stream-ended")
+    assert len(cloud.posts("hls-ready")) == 1
+    hooks = [c.path.rsplit("/", 1)[1] for c in cloud.calls if c.method == "POST"]
+    assert hooks == ["hls-ready", "stream-ended"]

@@ -88,7 +88,7 @@ def _publish_in_background(ffmpeg_publisher_factory, url, seconds=8):
 
 
 def test_players_read_from_the_relay(rtmprelay_factory, ffmpeg_publisher_factory, rtmpdump_player_factory, gst_player_factory):
-    relay = rtmprelay_factory()
+    relay = rtmprelay_factory(["--no-hls"])
     url = relay.url("live/user1/play")
     publisher = _publish_in_background(ffmpeg_publisher_factory, url)
     streams = ffprobe_stream(url, timeout=30)
@@ -165,7 +165,7 @@ def test_upstream_with_an_untrusted_certificate_is_refused_and_the_ingest_stays_
     tmp_path, rtmprelay_factory, ffmpeg_publisher_factory, reference_flv
 ):
     pki = make_test_pki(tmp_path / "pki")
-    relay_b = rtmprelay_factory([], tls=(str(pki["key"]), str(pki["cert"])))
+    relay_b = rtmprelay_factory(["--no-hls"], tls=(str(pki["key"]), str(pki["cert"])))
     relay_a = rtmprelay_factory(["--forward", f"rtmps://localhost:{relay_b.port}/live/{{path}}"])  # system trust store only
     publisher = ffmpeg_publisher_factory(relay_a.url("live/user1/untrusted"), seconds=None, source_file=reference_flv)
     publisher.wait()

@@ -1,0 +1,97 @@
+"""The daemon's options: HLS and encoder settings, and the TOML config file."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.python import usage
+
+from rtmprelay.tap import Options
+
+
+def parse(*args: str) -> Options:
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+def test_the_default_is_the_old_relays_transcode():
+    settings = parse()["hls-settings"]
+    assert (settings.mode, settings.container, settings.segment_s, settings.window) == ("transcode", "mpegts", 2.0, 5)
+    t = settings.transcode
+    assert (t.fps, t.gop, t.preset, t.tune, t.profile, t.level) == (30, 60, "veryfast", "zerolatency", "baseline", "3.1")
+    assert (t.video_bitrate, t.maxrate, t.bufsize, t.pix_fmt) == (2_000_000, 2_500_000, 4_000_000, "yuv420p")
+    assert (t.audio_rate, t.audio_channels, t.audio_bitrate) == (48_000, 2, 128_000)
+    assert settings.cleanup_after_s == 60.0
+
+
+def test_encoder_and_hls_options():
+    options = parse(
+        "--hls-mode", "copy", "--hls-segment-type", "fmp4", "--video-bitrate", "3M", "--video-size", "1280x720",
+        "--gop", "48", "--fps", "24", "--x264-tune", "none", "--hls-cleanup", "never", "--audio-channels", "1",
+    )  # fmt: skip
+    settings = options["hls-settings"]
+    assert (settings.mode, settings.container, settings.cleanup_after_s) == ("copy", "fmp4", None)
+    t = settings.transcode
+    assert (t.video_bitrate, t.width, t.height, t.gop, t.fps, t.tune, t.audio_channels) == (
+        3_000_000, 1280, 720, 48, 24, "", 1
+    )  # fmt: skip
+    assert "tune" not in t.x264_options()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--hls-mode", "remux"], "choose one of transcode, copy"),
+        (["--hls-segment-type", "webm"], "choose one of mpegts, fmp4"),
+        (["--video-size", "1280"], "WIDTHxHEIGHT"),
+        (["--video-size", "1281x720"], "even"),
+        (["--hls-cleanup", "soon"], "seconds or 'never'"),
+        (["--video-bitrate", "lots"], "not a bit rate"),
+        (["--audio-channels", "6"], "channels"),
+    ],
+)
+def test_bad_hls_options_are_usage_errors(args, message):
+    with pytest.raises(usage.UsageError, match=message):
+        parse(*args)
+
+
+def test_a_config_file_gives_defaults_and_the_command_line_wins(tmp_path):
+    config = tmp_path / "rtmprelay.toml"
+    config.write_text(
+        'rtmp = ["tcp:1935", "tcp:1936"]\n'
+        'hls = "/srv/hls"\n'
+        'hls-mode = "copy"\n'
+        'hls-window = 7\n'
+        'video-bitrate = "3M"\n'
+        "no-clean = true\n"
+    )
+    options = parse("--config", str(config), "--hls-window", "4")
+    assert options["rtmp"] == ["tcp:1935", "tcp:1936"]
+    assert options["hls"] == "/srv/hls"
+    assert options["hls-settings"].mode == "copy"
+    assert options["hls-settings"].window == 4  # the command line wins
+    assert options["hls-settings"].transcode.video_bitrate == 3_000_000
+    assert options["cleaning"] is None
+    # --rtmp on the command line replaces the file's list rather than adding to it
+    assert parse(f"--config={config}", "--rtmp", "tcp:2000")["rtmp"] == ["tcp:2000"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('hls-mod = "copy"\n', "unknown option 'hls-mod'"),
+        ('no-clean = "yes"\n', "flag: true or false"),
+        ("hls = [\n", "config file"),
+        ('hls = { dir = "x" }\n', "a string or a number"),
+    ],
+)
+def test_a_bad_config_file_is_a_usage_error(tmp_path, text, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    with pytest.raises(usage.UsageError, match=message):
+        parse("--config", str(config))
+
+
+def test_a_missing_config_file_is_a_usage_error(tmp_path):
+    with pytest.raises(usage.UsageError, match="cannot read config file"):
+        parse("--config", str(tmp_path / "nope.toml"))
