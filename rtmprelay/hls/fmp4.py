@@ -135,8 +135,9 @@ class _Track:
             self.peak_bps = max(self.peak_bps, _ceil(size * 8 / duration_s))
         removed = self.playlist.add_segment(listed.uri, float(duration_s), self.discontinuity, init)
         self.discontinuity = False
+        while len(self.listed) > len(self.playlist.segments):
+            self.listed.popleft()  # out of the window (and of the MPD), maybe still on disk
         for name in removed:
-            self.listed.popleft()
             remove_quietly(out_dir / name)
             written.discard(name)
         needed = self.playlist.map_uris | {self.inits[-1]}

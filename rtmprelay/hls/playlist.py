@@ -16,6 +16,11 @@ Rules kept here:
   ``#EXT-X-DISCONTINUITY-SEQUENCE`` counts the discontinuity tags that have left
   the window (RFC 8216 4.3.3.3), and is written once it is not 0.
 - ``#EXT-X-ENDLIST`` after ``end()``; nothing can be added after that.
+- A segment that leaves the window stays on disk a while longer: RFC 8216
+  6.2.2 asks that it remain available for its own duration plus the longest
+  playlist that listed it, since a client may have fetched that playlist just
+  before. ``add_segment`` therefore returns a departed URI for deletion only
+  after ``window + 1`` more segments have been added (about that long).
 - ``#EXT-X-MAP:URI=...`` (fMP4 segments, version 6 and up) is written before the
   first segment of the window, after every ``#EXT-X-DISCONTINUITY``, and
   wherever a segment's initialization section differs from the one before; a
@@ -72,6 +77,7 @@ class MediaPlaylist:
         self.discontinuity_sequence = 0
         self.ended = False
         self._segments: deque[Segment] = deque()
+        self._departed: deque[str] = deque()  # left the window, still to be served a while
         self._longest_ms = 0
 
     @property
@@ -94,7 +100,8 @@ class MediaPlaylist:
         discontinuity: bool = False,
         map_uri: str | None = None,
     ) -> list[str]:
-        """Append a finished segment; return the URIs that fell out of the window."""
+        """Append a finished segment; return the URIs that may now be deleted
+        (out of the window for ``window + 1`` additions, see the module doc)."""
         if self.ended:
             raise ValueError("the playlist has ended")
         duration_ms = _milliseconds(duration_s)
@@ -108,7 +115,9 @@ class MediaPlaylist:
             self.media_sequence += 1
             if gone.discontinuity:
                 self.discontinuity_sequence += 1
-            removed.append(gone.uri)
+            self._departed.append(gone.uri)
+        while len(self._departed) > self.window + 1:
+            removed.append(self._departed.popleft())
         return removed
 
     def reopen(self) -> None:

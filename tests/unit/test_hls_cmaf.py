@@ -401,7 +401,9 @@ def test_window_keeps_five_and_deletes_older_files(media, tmp_path):
     names = [uri for _, uri, _, _ in video + audio]
     assert names == [f"video_{n}.m4s" for n in range(2, 7)] + [f"audio_{n}.m4s" for n in range(2, 7)]
     playlists = ["index.m3u8", "video.m3u8", "audio.m3u8", "manifest.mpd", "video_init.mp4", "audio_init.mp4"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names + playlists)
+    # segment 0 and 1 left the window but stay for window + 1 more segments (RFC 8216 6.2.2)
+    departed = ["video_0.m4s", "video_1.m4s", "audio_0.m4s", "audio_1.m4s"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names + playlists + departed)
     check_track(tmp_path, "video")
     check_track(tmp_path, "audio")
     assert ffmpeg_errors(tmp_path / "index.m3u8") == ""

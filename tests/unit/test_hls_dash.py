@@ -127,12 +127,13 @@ def test_live_manifest_matches_the_files_on_disk(media, tmp_path):
     assert [kind for kind, *_ in sets] == ["video", "audio"]
     (_, video, video_rep, video_segments), (_, audio, audio_rep, audio_segments) = sets
 
-    # the window: segments 1-5 of 0-6 are on disk (6 is open), and so listed
+    # the window: segments 1-5 of 0-6 are listed (6 is open); 0 left the window but stays
+    # on disk for window + 1 more segments (RFC 8216 6.2.2)
     assert [n for n, _, _ in video_segments] == [1, 2, 3, 4, 5]
     assert [n for n, _, _ in audio_segments] == [1, 2, 3, 4, 5]
     named = check_timeline_against_files(tmp_path, periods)
     on_disk = {p.name for p in tmp_path.iterdir()} - {"index.m3u8", "video.m3u8", "audio.m3u8", "manifest.mpd"}
-    assert named == on_disk
+    assert named | {"video_0.m4s", "audio_0.m4s"} == on_disk
     # the Period starts at the first keyframe (segment 0, gone): segment 1 begins 2 s in
     assert int(video_segments[0][1]) - int(video["presentationTimeOffset"]) == 2 * 90000
     assert video["timescale"] == "90000" and audio["timescale"] == "44100"

@@ -40,8 +40,9 @@ def test_window_slides_and_media_sequence_advances():
     playlist = MediaPlaylist(window=2)
     assert playlist.add_segment("s0.ts", 4.5) == []
     assert playlist.add_segment("s1.ts", 2) == []
-    assert playlist.add_segment("s2.ts", 2) == ["s0.ts"]
-    assert playlist.add_segment("s3.ts", 1.5) == ["s1.ts"]
+    # s0 leaves the window here, but stays deletable only window + 1 = 3 segments later
+    assert playlist.add_segment("s2.ts", 2) == []
+    assert playlist.add_segment("s3.ts", 1.5) == []
     # the 4.5 s segment has gone, but the target duration must not shrink
     assert playlist.render() == (
         "#EXTM3U\n"
@@ -53,6 +54,9 @@ def test_window_slides_and_media_sequence_advances():
         "#EXTINF:1.500,\n"
         "s3.ts\n"
     )
+    assert playlist.add_segment("s4.ts", 2) == []
+    assert playlist.add_segment("s5.ts", 2) == ["s0.ts"]
+    assert playlist.add_segment("s6.ts", 2) == ["s1.ts"]
 
 
 def test_discontinuity_tag_and_sequence():

@@ -148,8 +148,19 @@ def test_window_keeps_five_and_deletes_older_files(tags14, tmp_path):
     assert headers["EXT-X-MEDIA-SEQUENCE"] == "2"
     names = [uri for _, uri, _ in segments]
     assert names == [f"seg{i}.ts" for i in range(2, 7)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names, "index.m3u8"])
+    # seg0 and seg1 left the window but stay for window + 1 more segments (RFC 8216 6.2.2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["seg0.ts", "seg1.ts", *names, "index.m3u8"])
     assert _ffmpeg_errors(tmp_path / "index.m3u8") == ""
+
+
+def test_segments_out_of_the_window_are_deleted_window_plus_one_segments_later(tags14, tmp_path):
+    segmenter = FlvSegmenter(tmp_path, SegmentSettings(window=1))
+    _push_all(segmenter, tags14)
+    segmenter.finish()
+    _, segments, _ = _parse_m3u8((tmp_path / "index.m3u8").read_text())
+    assert [uri for _, uri, _ in segments] == ["seg6.ts"]
+    # seg0..seg5 departed; the two latest are kept, the older ones deleted
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.m3u8", "seg4.ts", "seg5.ts", "seg6.ts"]
 
 
 def test_restart_marks_a_discontinuity(tags9, tmp_path):
