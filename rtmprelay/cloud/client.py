@@ -77,9 +77,17 @@ _RETRYABLE_ERRORS = (
     wclient.ResponseNeverReceived,
     wclient.RequestTransmissionFailed,
     wclient.PartialDownloadError,
-    CancelledError,  # treq's timeout= cancels the request
-    defer.TimeoutError,  # our timeout on reading the body
+    defer.TimeoutError,  # an attempt that took longer than timeout_s (see _attempt)
 )
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """The caller cancelled (the publisher left): the error is, or wraps, a CancelledError.
+
+    Our own timeouts never look like this: ``_attempt`` turns them into
+    ``defer.TimeoutError`` first, so only a cancel from outside is left."""
+    reasons = [exc, *(f.value for f in getattr(exc, "reasons", ()) or ())]
+    return any(isinstance(r, CancelledError) for r in reasons)
 
 
 class CloudError(RelayError):
@@ -269,6 +277,8 @@ class CloudClient:
             try:
                 status, answer = await self._attempt(method, url, body)
             except _RETRYABLE_ERRORS as exc:
+                if _cancelled(exc):
+                    raise CancelledError() from None  # nobody wants the answer: no more attempts
                 last = _Retryable(_describe(exc, self._config.timeout_s), None)
                 continue
             if 500 <= status <= 599:
@@ -303,16 +313,26 @@ class CloudClient:
                 headers[TIMESTAMP_HEADER] = [timestamp]
                 headers[SIGNATURE_HEADER] = [sign_body(self._config.secret, timestamp, body)]
         timeout = self._config.timeout_s
-        response = await self._http.request(
-            method,
-            url,
-            headers=headers,
-            data=body,
-            timeout=timeout,
-            reactor=self._clock,
-        )
-        # treq's timeout= covers the wait for the headers; bound the body too.
-        content = response.content()
-        content.addTimeout(timeout, self._clock)
-        answer = await content
+        # Our own timer rather than treq's timeout=, which cancels: a cancel must mean
+        # "the caller gave up" (stop retrying), a timeout "try again".
+        timed_out: list[bool] = []
+
+        def time_out() -> None:
+            timed_out.append(True)
+            request.cancel()
+
+        request = self._http.request(method, url, headers=headers, data=body, reactor=self._clock)
+        timer = self._clock.callLater(timeout, time_out)
+        try:
+            response = await request
+            content = response.content()
+            request = content  # the timer now bounds the body too
+            answer = await content
+        except Exception:
+            if timed_out:
+                raise defer.TimeoutError(f"no answer within {timeout}s") from None
+            raise
+        finally:
+            if timer.active():
+                timer.cancel()
         return response.code, answer

@@ -12,6 +12,7 @@ import pytest
 import pytest_twisted
 from treq.client import HTTPClient
 from twisted.internet import defer, reactor
+from twisted.web import client as wclient
 from twisted.web import resource, server
 from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -336,3 +337,52 @@ def test_backoff_schedule_with_stub_treq_and_clock():
     assert failure.check(CloudError)
     assert failure.value.status == 503 and failure.value.attempts == 5
     assert clock.getDelayedCalls() == []
+
+
+class _SilentHttp:
+    """An HTTP client whose requests never answer; a cancel fails them the way
+    twisted.web's Agent does once the request is on the wire."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    def request(self, method, url, **kwargs):
+        from twisted.python.failure import Failure
+
+        self.requests += 1
+
+        def cancel(d):
+            d.errback(wclient.ResponseNeverReceived([Failure(defer.CancelledError())]))
+
+        return defer.Deferred(canceller=cancel)
+
+
+def test_a_cancelled_lookup_is_not_retried():
+    """The publisher left while its lookup was in flight: no more attempts."""
+    from twisted.internet.task import Clock
+
+    clock, http = Clock(), _SilentHttp()
+    client = CloudClient(CloudConfig(base_url="http://cloud.example", retries=3, timeout_s=5), http, clock)
+    lookup = client.lookup_upstream("u", "s")
+    failures = []
+    lookup.addErrback(failures.append)
+    clock.advance(1)
+    lookup.cancel()
+    assert failures and failures[0].check(defer.CancelledError)
+    clock.advance(120)
+    assert http.requests == 1
+
+
+def test_attempts_that_time_out_are_retried_then_reported():
+    from twisted.internet.task import Clock
+
+    clock, http = Clock(), _SilentHttp()
+    client = CloudClient(CloudConfig(base_url="http://cloud.example", retries=2, timeout_s=5), http, clock)
+    lookup = client.lookup_upstream("u", "s")
+    failures = []
+    lookup.addErrback(failures.append)
+    for _ in range(100):
+        clock.advance(1)
+    assert http.requests == 3
+    assert failures and failures[0].check(CloudError)
+    assert "timed out after 5" in str(failures[0].value)
