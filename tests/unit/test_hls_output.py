@@ -1,0 +1,141 @@
+"""HlsOutput, the Twisted adapter: one worker per path, hls-ready once per publish,
+a reconnect within the cleanup time continues, files removed after it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+from twisted.internet.task import Clock
+
+from rtmprelay.hls.output import HlsOutput, HlsSettings
+from rtmprelay.hls.transcode import TranscodeSettings
+from rtmprelay.relay.registry import StreamRegistry
+from rtmprelay.testing.flv import read_flv_tags
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+
+
+class ThreadedClock(Clock):
+    """A Clock that also takes calls from other threads; the test runs them when it likes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.from_threads: list = []
+
+    def callFromThread(self, f, *args, **kwargs) -> None:  # noqa: N802 (Twisted's name)
+        self.from_threads.append((f, args, kwargs))
+
+    def run_thread_calls(self) -> None:
+        while self.from_threads:
+            f, args, kwargs = self.from_threads.pop(0)
+            f(*args, **kwargs)
+
+
+class Publisher:
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.ready: list[tuple] = []
+
+    def hls_ready(self, path, playlist, manifest) -> None:
+        self.ready.append((path, playlist, manifest))
+
+
+@pytest.fixture(scope="module")
+def tags(tmp_path_factory):
+    path = tmp_path_factory.mktemp("flv") / "in.flv"
+    subprocess.run(
+        [
+            "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x96:rate=30",
+            "-f", "lavfi", "-i", "sine", "-t", "5", "-c:v", "libx264", "-g", "30", "-c:a", "aac",
+            "-f", "flv", str(path),
+        ],
+        check=True,
+        timeout=60,
+    )  # fmt: skip
+    return [tag for tag in read_flv_tags(path) if tag.tag_type in (8, 9)]
+
+
+def publish(registry, clock, tags, path="live/u1/s1"):
+    stream = registry.start(path, Publisher())
+    for tag in tags:
+        stream.publish_media(tag.tag_type, tag.timestamp, tag.payload)
+    registry.stop(stream)
+
+
+def settle(output, clock, predicate, timeout=30.0):
+    """Let the workers run, and bring their results back to the 'reactor'."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        clock.run_thread_calls()
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize("mode, container", [("copy", "mpegts"), ("transcode", "fmp4")])
+def test_ready_once_per_publish_and_files_removed_after_the_cleanup_time(tmp_path, tags, mode, container):
+    clock = ThreadedClock()
+    # the test pushes 5 s of media at once: a queue that takes it all, so nothing is dropped
+    settings = HlsSettings(
+        mode=mode,
+        container=container,
+        segment_s=1.0,
+        transcode=TranscodeSettings(gop=30),  # 1 s segments need a keyframe every second
+        cleanup_after_s=30,
+        queue_frames=1000,
+    )
+    output = HlsOutput(tmp_path, settings, clock)
+    listener = Listener()
+    output.add_listener(listener)
+    registry = StreamRegistry()
+    registry.add_listener(output)
+    folder = tmp_path / "u1" / "s1"
+
+    publish(registry, clock, tags)
+    manifest = "u1/s1/manifest.mpd" if container == "fmp4" else None
+    assert settle(output, clock, lambda: listener.ready), "no hls_ready"
+    assert listener.ready == [("live/u1/s1", "u1/s1/index.m3u8", manifest)]
+    assert settle(output, clock, lambda: "#EXT-X-ENDLIST" in (folder / "index.m3u8").read_text()
+                  or (folder / "video.m3u8").exists() and "#EXT-X-ENDLIST" in (folder / "video.m3u8").read_text())
+    assert settle(output, clock, lambda: output.info("live/u1/s1")["segments"] >= 4), output.info("live/u1/s1")
+    info = output.info("live/u1/s1")
+    assert info["ready"] and info["queue"]["video_dropped"] == 0 and info["mode"] == mode
+
+    # back within the cleanup time: the same playlist goes on, ready is announced again
+    clock.advance(10)
+    publish(registry, clock, tags)
+    assert settle(output, clock, lambda: len(listener.ready) == 2), listener.ready
+    playlist = "video.m3u8" if container == "fmp4" else "index.m3u8"
+    assert settle(output, clock, lambda: "#EXT-X-DISCONTINUITY\n" in (folder / playlist).read_text())
+    clock.advance(25)  # the first cleanup timer (set at unpublish, cancelled) would have fired
+    assert folder.exists()
+
+    clock.advance(6)  # 30 s after the second unpublish
+    assert settle(output, clock, lambda: not folder.exists()), sorted(p.name for p in folder.iterdir())
+    assert output.info("live/u1/s1") is None
+    assert len(listener.ready) == 2
+
+
+def test_stop_service_ends_live_playlists(tmp_path, tags):
+    clock = ThreadedClock()
+    output = HlsOutput(tmp_path, HlsSettings(mode="copy", segment_s=1.0, queue_frames=1000), clock)
+    registry = StreamRegistry()
+    registry.add_listener(output)
+    stream = registry.start("live/u1/live", Publisher())
+    for tag in tags:
+        stream.publish_media(tag.tag_type, tag.timestamp, tag.payload)
+    output.startService()
+    output.stopService()  # the daemon stops while the stream is live
+    playlist = tmp_path / "u1" / "live" / "index.m3u8"
+    assert settle(output, clock, lambda: playlist.exists() and "#EXT-X-ENDLIST" in playlist.read_text())
