@@ -54,17 +54,9 @@ from rtmprelay.hls.fmp4 import CmafOutput
 from rtmprelay.hls.packets import AUDIO, VIDEO, AudioFormat, EncodedPacket, VideoFormat, avc_codec_string
 from rtmprelay.hls.playlist import MediaPlaylist
 from rtmprelay.hls.ts import TsOutput
-from rtmprelay.media.aac import parse_aac_config
 from rtmprelay.media.avc import parse_sps
-from rtmprelay.media.avcc import AVCConfig, nal_units_to_annexb, parse_avc_config, split_nal_units
-from rtmprelay.media.tags import (
-    AAC_PACKET_RAW,
-    AAC_PACKET_SEQUENCE_HEADER,
-    PACKET_CODED_FRAMES,
-    PACKET_SEQUENCE_HEADER,
-    parse_audio_tag,
-    parse_video_tag,
-)
+from rtmprelay.media.avcc import AVCConfig, nal_units_to_annexb, split_nal_units
+from rtmprelay.media.elementary import AacSequenceHeader, AvcSequenceHeader, read_audio, read_video
 
 __all__ = ["CONTAINERS", "FlvSegmenter", "SegmentInfo", "SegmentSettings", "Segmenter"]
 
@@ -407,11 +399,9 @@ class FlvSegmenter:
         self._audio = None
 
     def _push_video(self, timestamp_ms: int, payload: bytes) -> None:
-        tag = parse_video_tag(payload)
-        if tag.codec not in (7, b"avc1"):
-            raise MediaError(f"video codec {tag.codec!r} is not H.264", "video tag byte 0")
-        if tag.packet_type == PACKET_SEQUENCE_HEADER:
-            avc = parse_avc_config(tag.data)
+        unit = read_video(timestamp_ms, payload)
+        if type(unit) is AvcSequenceHeader:
+            avc = unit.config
             if not avc.sps or not avc.pps:
                 raise MediaError("AVC sequence header without SPS or PPS", "video tag byte 5")
             sps = parse_sps(avc.sps[0])
@@ -425,33 +415,23 @@ class FlvSegmenter:
             )
             self.segmenter.set_formats(self._video, self._audio)
             return
-        if tag.packet_type != PACKET_CODED_FRAMES:
+        if unit is None:
             return  # end of sequence, metadata: nothing to mux
         if self._avc is None:
             raise MediaError("video frame before the AVC sequence header", "video tag byte 1")
-        nals = [nal for nal in split_nal_units(tag.data, self._avc.nal_length_size) if nal]
-        key = tag.is_keyframe
-        if key:
+        nals = [nal for nal in split_nal_units(unit.data, self._avc.nal_length_size) if nal]
+        if unit.key:
             nals = [*self._avc.sps, *self._avc.pps, *nals]
-        packet = EncodedPacket(
-            VIDEO,
-            nal_units_to_annexb(nals),
-            timestamp_ms,
-            timestamp_ms + tag.composition_time,
-            _MILLISECOND,
-            key,
-        )
+        packet = EncodedPacket(VIDEO, nal_units_to_annexb(nals), unit.dts_ms, unit.pts_ms, _MILLISECOND, unit.key)
         self.segmenter.push(packet)
 
     def _push_audio(self, timestamp_ms: int, payload: bytes) -> None:
-        tag = parse_audio_tag(payload)
-        if tag.aac_packet_type is None:
-            raise MediaError(f"audio format {tag.sound_format} is not AAC", "audio tag byte 0")
-        if tag.aac_packet_type == AAC_PACKET_SEQUENCE_HEADER:
-            config = parse_aac_config(tag.data)  # raises MediaError when it is not one
+        unit = read_audio(timestamp_ms, payload)
+        if type(unit) is AacSequenceHeader:
+            config = unit.config
             profile = 29 if config.ps else 5 if config.sbr else config.object_type
             self._audio = AudioFormat(
-                config=bytes(tag.data),
+                config=unit.raw,
                 sample_rate=config.sample_rate,
                 channels=config.channels or config.channel_configuration or 2,
                 codec=f"mp4a.40.{profile}",
@@ -459,8 +439,6 @@ class FlvSegmenter:
             )
             if self._video is not None:
                 self.segmenter.set_formats(self._video, self._audio)
-            return
-        if tag.aac_packet_type != AAC_PACKET_RAW:
-            return
-        self.segmenter.push(EncodedPacket(AUDIO, tag.data, timestamp_ms, timestamp_ms, _MILLISECOND, True))
+        elif unit is not None:
+            self.segmenter.push(EncodedPacket(AUDIO, unit.data, timestamp_ms, timestamp_ms, _MILLISECOND, True))
 

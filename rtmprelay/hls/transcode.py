@@ -35,16 +35,8 @@ import av
 
 from rtmprelay.errors import ConfigError, MediaError
 from rtmprelay.hls.packets import AUDIO, VIDEO, AudioFormat, EncodedPacket, VideoFormat, avc_codec_string
-from rtmprelay.media.aac import parse_aac_config
 from rtmprelay.media.avcc import NAL_PPS, NAL_SPS, annexb_to_nal_units, nal_unit_type, nal_units_to_annexb
-from rtmprelay.media.tags import (
-    AAC_PACKET_RAW,
-    AAC_PACKET_SEQUENCE_HEADER,
-    PACKET_CODED_FRAMES,
-    PACKET_SEQUENCE_HEADER,
-    parse_audio_tag,
-    parse_video_tag,
-)
+from rtmprelay.media.elementary import AacSequenceHeader, AvcSequenceHeader, read_audio, read_video
 
 __all__ = ["TranscodeSettings", "Transcoder", "TranscoderOutput"]
 
@@ -282,7 +274,6 @@ class _AudioPath:
         self._next_sample: int | None = None  # output clock, in samples since the origin
 
     def configure(self, config: bytes) -> list[AudioFormat]:
-        parse_aac_config(config)  # a clear MediaError for a record that is not one
         decoder = av.CodecContext.create("aac", "r")
         decoder.extradata = config
         self.decoder = decoder
@@ -378,30 +369,24 @@ class Transcoder:
         return self._origin_ms
 
     def _push_video(self, timestamp_ms: int, payload: bytes) -> list[TranscoderOutput]:
-        tag = parse_video_tag(payload)
-        if tag.codec not in (7, b"avc1"):
-            raise MediaError(f"video codec {tag.codec!r} is not H.264", "video tag byte 0")
-        if tag.packet_type == PACKET_SEQUENCE_HEADER:
-            self._video.configure(tag.data)
+        unit = read_video(timestamp_ms, payload)
+        if type(unit) is AvcSequenceHeader:
+            self._video.configure(unit.record)
             self.need_keyframe = True
             return []
-        if tag.packet_type != PACKET_CODED_FRAMES:
-            return []
-        if self.need_keyframe and not tag.is_keyframe:
+        if unit is None or (self.need_keyframe and not unit.key):
             return []
         self.need_keyframe = False
         origin = self._origin(timestamp_ms)
         out: list[TranscoderOutput] = []
-        for frame in self._video.decode(tag.data, timestamp_ms, timestamp_ms + tag.composition_time):
+        for frame in self._video.decode(unit.data, unit.dts_ms, unit.pts_ms):
             out += self._video.place(frame, origin)
         return out
 
     def _push_audio(self, timestamp_ms: int, payload: bytes) -> list[TranscoderOutput]:
-        tag = parse_audio_tag(payload)
-        if tag.aac_packet_type is None:
-            raise MediaError(f"audio format {tag.sound_format} is not AAC", "audio tag byte 0")
-        if tag.aac_packet_type == AAC_PACKET_SEQUENCE_HEADER:
-            return self._audio.configure(tag.data)
-        if tag.aac_packet_type != AAC_PACKET_RAW:
+        unit = read_audio(timestamp_ms, payload)
+        if type(unit) is AacSequenceHeader:
+            return self._audio.configure(unit.raw)
+        if unit is None:
             return []
-        return self._audio.push(tag.data, timestamp_ms, self._origin(timestamp_ms))
+        return self._audio.push(unit.data, timestamp_ms, self._origin(timestamp_ms))
