@@ -38,6 +38,8 @@ __all__ = ["HLS_MODES", "HLS_CONTAINERS", "HlsOutput", "HlsSettings"]
 
 HLS_MODES = ("transcode", "copy")
 HLS_CONTAINERS = CONTAINERS
+#: With files kept for good, how long a path's worker waits for its publisher to come back.
+RECONNECT_GRACE_S = 60.0
 #: Seconds between two log lines about the same stream's bad media.
 _ERROR_LOG_INTERVAL = 10.0
 
@@ -224,11 +226,17 @@ class HlsOutput(service.Service):
         )
 
     def stream_ended(self, stream) -> None:
-        """The sink finished the playlist itself (on_stream_end); remove the files later."""
+        """The sink finished the playlist itself (on_stream_end); remove the files later.
+
+        Files kept for good (``cleanup_after_s=None``) still free the path's worker
+        thread after a grace period for a reconnect, so paths never seen again do
+        not each keep a thread."""
         output = self._by_path.get(stream.path)
-        if output is None or self.settings.cleanup_after_s is None:
+        if output is None:
             return
-        output.cleanup = self.clock.callLater(self.settings.cleanup_after_s, self._remove, stream.path)
+        keep = self.settings.cleanup_after_s is None
+        delay = RECONNECT_GRACE_S if keep else self.settings.cleanup_after_s
+        output.cleanup = self.clock.callLater(delay, self._release, stream.path, not keep)
 
     def announce_ready(self, output: _PathOutput) -> None:
         playlist = output.relative(output.segmenter.playlist_path)
@@ -237,13 +245,14 @@ class HlsOutput(service.Service):
         for listener in list(self._listeners):
             listener.hls_ready(output.path, playlist, manifest)
 
-    def _remove(self, path: str) -> None:
+    def _release(self, path: str, remove_files: bool) -> None:
         output = self._by_path.pop(path, None)
         if output is None:
             return
-        output.worker.call(output.pipeline.remove_files)
+        if remove_files:
+            output.worker.call(output.pipeline.remove_files)
+            self.log.info("HLS files of {path} removed", path=path)
         output.worker.stop()
-        self.log.info("HLS files of {path} removed", path=path)
 
     # -- service -----------------------------------------------------------------
 

@@ -139,3 +139,20 @@ def test_stop_service_ends_live_playlists(tmp_path, tags):
     output.stopService()  # the daemon stops while the stream is live
     playlist = tmp_path / "u1" / "live" / "index.m3u8"
     assert settle(output, clock, lambda: playlist.exists() and "#EXT-X-ENDLIST" in playlist.read_text())
+
+
+def test_files_kept_for_good_still_free_the_worker_after_the_grace(tmp_path, tags):
+    from rtmprelay.hls.output import RECONNECT_GRACE_S
+
+    clock = ThreadedClock()
+    output = HlsOutput(tmp_path, HlsSettings(mode="copy", segment_s=1.0, queue_frames=1000, cleanup_after_s=None), clock)
+    registry = StreamRegistry()
+    registry.add_listener(output)
+    publish(registry, clock, tags, path="live/u1/kept")
+    worker = output._by_path["live/u1/kept"].worker
+    playlist = tmp_path / "u1" / "kept" / "index.m3u8"
+    assert settle(output, clock, lambda: playlist.exists() and "#EXT-X-ENDLIST" in playlist.read_text())
+    clock.advance(RECONNECT_GRACE_S)
+    assert output.info("live/u1/kept") is None
+    assert worker.join(10)  # the thread ended
+    assert playlist.exists()  # the files stay
