@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from twisted.application import service, strports
+from twisted.logger import Logger
 from twisted.python import usage
 
 from rtmprelay.cloud.announce import CloudAnnouncer, default_public_url
@@ -344,7 +345,17 @@ def makeService(options: Options) -> service.MultiService:
     )
     hls_output = None
     if options["hls"]:
-        hls_output = HlsOutput(Path(options["hls"]), options["hls-settings"], clock=reactor)
+        settings = options["hls-settings"]
+        gop_s = settings.transcode.gop / settings.transcode.fps
+        if settings.mode == "transcode" and settings.segment_s < gop_s:
+            # segments are cut at keyframes only: they cannot be shorter than a GOP
+            Logger().warn(
+                "--hls-segment {segment} s is shorter than the GOP ({gop} frames = {gop_s:g} s): segments will be {gop_s:g} s",
+                segment=settings.segment_s,
+                gop=settings.transcode.gop,
+                gop_s=gop_s,
+            )
+        hls_output = HlsOutput(Path(options["hls"]), settings, clock=reactor)
         hls_output.setServiceParent(top)
         registry.add_listener(hls_output)
     if cloud is not None:
