@@ -144,6 +144,9 @@ class Options(usage.Options):
         ["no-http", None, "Serve no HTTP (no HLS files, health or API)."],
         ["no-clean", None, "Pass streams through as published: no timestamp, frame-rate or keyframe repair."],
         ["wallclock-timestamps", None, "Stamp media by arrival time (like ffmpeg's -use_wallclock_as_timestamps)."],
+        ["no-cloud-lookup", None,
+         "With --cloud: only post the webhooks (hls-ready, stream-ended); publishes are not looked up, "
+         "so nothing is forwarded unless --forward is given, and HLS is written by default (on-premise HLS)."],
     ]
 
     def __init__(self) -> None:
@@ -169,7 +172,7 @@ class Options(usage.Options):
             self["rtmp"] = [DEFAULT_RTMP_ENDPOINT]
         if self["no-hls"]:
             self["hls"] = None
-        elif self["hls"] is None and not (self["forward"] or self["cloud"]):
+        elif self["hls"] is None and not self.forwarding:
             self["hls"] = DEFAULT_HLS_DIR
         try:
             if self["forward"]:
@@ -179,6 +182,11 @@ class Options(usage.Options):
             self["hls-settings"] = self._hls_settings()
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
+
+    @property
+    def forwarding(self) -> bool:
+        """Streams go upstream: by --forward's template or by the cloud's lookup."""
+        return bool(self["forward"] or (self["cloud"] and not self["no-cloud-lookup"]))
 
     def _cloud_options(self) -> None:
         """--cloud as a CloudConfig, the secret from the environment, the public URL made."""
@@ -205,7 +213,7 @@ class Options(usage.Options):
             self["public-url"] = default_public_url(self["http"], self["cloud"].base_url)
 
     def _cleaning(self) -> CleanerConfig:
-        profile = get_profile(self["profile"] or ("cloudflare" if self["forward"] or self["cloud"] else "generic"))
+        profile = get_profile(self["profile"] or ("cloudflare" if self.forwarding else "generic"))
         fps = self["fps"]
         if fps == "source":
             fps_value = None
@@ -329,13 +337,14 @@ def makeService(options: Options) -> service.MultiService:
     admit = cloud = None
     if options["cloud"]:
         cloud = CloudClient(options["cloud"], clock=reactor)
-    if options["forward"] or cloud is not None:
+    lookup = cloud is not None and not options["no-cloud-lookup"]
+    if options.forwarding:
         upstream = UpstreamConfig(
             ca_file=options["upstream-ca"],
             queue_bytes=options["upstream-queue-bytes"],
             connect_timeout=options["upstream-timeout"],
         )
-        source = CloudLookup(cloud, fallback=options["forward"]) if cloud is not None else options["forward"]
+        source = CloudLookup(cloud, fallback=options["forward"]) if lookup else options["forward"]
         forwarding = Forwarding(reactor, source, upstream)
         registry.add_listener(forwarding)
         admit = forwarding.admit

@@ -95,3 +95,18 @@ def test_a_bad_config_file_is_a_usage_error(tmp_path, text, message):
 def test_a_missing_config_file_is_a_usage_error(tmp_path):
     with pytest.raises(usage.UsageError, match="cannot read config file"):
         parse("--config", str(tmp_path / "nope.toml"))
+
+
+def test_cloud_webhooks_without_the_lookup_for_on_premise_hls():
+    from rtmprelay.relay.forward import Forwarding
+    from rtmprelay.tap import makeService
+
+    looked_up = parse("--cloud", "http://cloud.example", "--public-url", "http://relay.example")
+    assert looked_up.forwarding and looked_up["hls"] is None
+    assert looked_up["cleaning"].min_keyframe_interval_s == 2.0  # cleaned for Cloudflare
+    announce_only = parse("--cloud", "http://cloud.example", "--public-url", "http://relay.example", "--no-cloud-lookup")
+    assert not announce_only.forwarding and announce_only["hls"] == "hls"
+    service = makeService(announce_only)
+    listeners = [type(listener).__name__ for listener in service.registry._listeners]
+    assert "Forwarding" not in listeners and {"HlsOutput", "CloudAnnouncer"} <= set(listeners)
+    assert all(not isinstance(listener, Forwarding) for listener in service.registry._listeners)
