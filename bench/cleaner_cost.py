@@ -22,7 +22,6 @@ interleave bound. Run:
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import subprocess
 import sys

@@ -65,7 +65,17 @@ from _hls_watch import (  # noqa: E402
     threads_of,
     wait_listening,
 )
-from relay_forward import fmt, machine, make_input, percentile, real_pid, relay_problems, source_version  # noqa: E402
+from relay_forward import (  # noqa: E402
+    fmt,
+    machine,
+    make_input,
+    median_row,
+    mib,
+    percentile,
+    real_pid,
+    relay_problems,
+    source_version,
+)
 
 from rtmprelay.testing.nginx import NginxRtmp  # noqa: E402
 from rtmprelay.testing.peers import PeerProcess, find_tool  # noqa: E402
@@ -324,17 +334,8 @@ def relay_figures(health: dict | None, streams: list | None) -> dict:
 def combine(runs_by_path: dict[str, list[dict]]) -> dict[str, dict]:
     table = {}
     for path, runs in runs_by_path.items():
-        ok = [r for r in runs if "cpu_per_stream_min" in r]
-        keys = {k for r in ok for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        row = {}
-        for k in keys:
-            values = [r[k] for r in ok if r.get(k) is not None]
-            row[k] = statistics.median(values) if values else None
-        cpu = [r["cpu_per_stream_min"] for r in ok]
-        row["cpu_range"] = (min(cpu), max(cpu)) if cpu else None
-        row["repeats"] = len(ok)
-        row["problems"] = [p for r in runs for p in r.get("problems", [])]
-        table[path] = row
+        ok = [r for r in runs if "cpu_per_stream_min" in r]  # failed runs count only for their problems
+        table[path] = median_row(ok, problems_of=runs)
     for path, anchor in ANCHOR.items():
         mine, theirs = table.get(path), table.get(anchor)
         if mine and theirs and mine.get("cpu_per_stream_min") and theirs.get("cpu_per_stream_min"):
@@ -343,10 +344,6 @@ def combine(runs_by_path: dict[str, list[dict]]) -> dict[str, dict]:
                 mine["rss_per_stream"] / theirs["rss_per_stream"] if theirs.get("rss_per_stream") else None
             )
     return table
-
-
-def mib(value) -> str:
-    return "–" if value is None else f"{value / 1048576:.1f} MiB"
 
 
 def pair(row: dict, a: str, b: str, spec: str = ".2f") -> str:
@@ -398,7 +395,7 @@ def side_table(tables: dict[int, dict[str, dict]]) -> str:
             if r is None or not r.get("repeats"):
                 continue
             relay = path.startswith("rtmprelay")
-            cpu_range = r.get("cpu_range")
+            cpu_range = r.get("cpu_per_stream_min_range")
             rows.append(
                 f"| {n} | {path} | {fmt(r.get('window_s'), '.1f')} "
                 f"| {fmt(r.get('segments_in_window'), '.0f')} ({fmt(r.get('segment_s_mean'), '.2f')}) "

@@ -34,7 +34,6 @@ import datetime
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -280,18 +279,23 @@ def median_of(runs: list[dict], key: str):
     return statistics.median(values) if values else None
 
 
+def median_row(runs: list[dict], ranges: tuple[str, ...] = ("cpu_per_stream_min",), problems_of=None) -> dict:
+    """One table row from a path's repeats: the median of every numeric figure,
+    ``<key>_range`` (min, max) for ``ranges``, the repeats, and every problem
+    (of ``problems_of``, default ``runs``, which may include failed runs)."""
+    keys = {k for r in runs for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    row = {k: median_of(runs, k) for k in keys}
+    for k in ranges:
+        values = [r[k] for r in runs if r.get(k) is not None]
+        row[f"{k}_range"] = (min(values), max(values)) if values else None
+    row["problems"] = [p for r in (runs if problems_of is None else problems_of) for p in r.get("problems", [])]
+    row["repeats"] = len(runs)
+    return row
+
+
 def combine(runs_by_path: dict[str, list[dict]]) -> dict[str, dict]:
     """Medians over repeats, and the added latency against the direct path."""
-    table = {}
-    for path, runs in runs_by_path.items():
-        keys = {k for r in runs for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        row = {k: median_of(runs, k) for k in keys}
-        for k in ("cpu_per_stream_min", "lat_p99"):
-            values = [r[k] for r in runs if r.get(k) is not None]
-            row[f"{k}_range"] = (min(values), max(values)) if values else None
-        row["problems"] = [p for r in runs for p in r.get("problems", [])]
-        row["repeats"] = len(runs)
-        table[path] = row
+    table = {path: median_row(runs, ("cpu_per_stream_min", "lat_p99")) for path, runs in runs_by_path.items()}
     direct = table.get("direct")
     for path, row in table.items():
         for q in ("p50", "p99"):
