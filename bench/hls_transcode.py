@@ -71,6 +71,7 @@ from relay_forward import (  # noqa: E402
     make_input,
     median_row,
     mib,
+    table_rows,
     percentile,
     real_pid,
     relay_problems,
@@ -357,27 +358,24 @@ def main_table(tables: dict[int, dict[str, dict]]) -> str:
         "| output kbit/s per stream |\n"
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
-    rows = []
-    for n, table in tables.items():
-        for path in PATHS:
-            r = table.get(path)
-            if r is None or not r.get("repeats"):
-                continue
-            share = r.get("cpu_share")
-            ready = pair(r, "hls_ready_med", "hls_ready_max")
-            if r.get("webhook_med") is not None:
-                ready += f" (webhook {pair(r, 'webhook_med', 'webhook_max')})"
-            rows.append(
-                f"| {n} | {path} | {fmt(r.get('cpu_per_stream_min'), '.2f')} "
-                f"| {fmt(r.get('cpu_ratio'), '.2f', 'x')} "
-                f"| {fmt(None if share is None else share * 100, '.0f')} "
-                f"| {mib(r.get('rss_per_stream'))} ({mib(r.get('rss_end'))}) "
-                f"| {ready} "
-                f"| {pair(r, 'glass_first_p50', 'glass_first_max')} "
-                f"| {pair(r, 'glass_last_p50', 'glass_last_max')} "
-                f"| {fmt(r.get('out_kbps'), '.0f')} |"
-            )
-    return head + "\n".join(rows) + "\n"
+
+    def row(n: int, path: str, r: dict) -> str:
+        share = r.get("cpu_share")
+        ready = pair(r, "hls_ready_med", "hls_ready_max")
+        if r.get("webhook_med") is not None:
+            ready += f" (webhook {pair(r, 'webhook_med', 'webhook_max')})"
+        return (
+            f"| {n} | {path} | {fmt(r.get('cpu_per_stream_min'), '.2f')} "
+            f"| {fmt(r.get('cpu_ratio'), '.2f', 'x')} "
+            f"| {fmt(None if share is None else share * 100, '.0f')} "
+            f"| {mib(r.get('rss_per_stream'))} ({mib(r.get('rss_end'))}) "
+            f"| {ready} "
+            f"| {pair(r, 'glass_first_p50', 'glass_first_max')} "
+            f"| {pair(r, 'glass_last_p50', 'glass_last_max')} "
+            f"| {fmt(r.get('out_kbps'), '.0f')} |"
+        )
+
+    return head + table_rows(tables, PATHS, row)
 
 
 def side_table(tables: dict[int, dict[str, dict]]) -> str:
@@ -388,31 +386,28 @@ def side_table(tables: dict[int, dict[str, dict]]) -> str:
         "| frames repeated / dropped | CPU s/stream-min range |\n"
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
-    rows = []
-    for n, table in tables.items():
-        for path in PATHS:
-            r = table.get(path)
-            if r is None or not r.get("repeats"):
-                continue
-            relay = path.startswith("rtmprelay")
-            cpu_range = r.get("cpu_per_stream_min_range")
-            rows.append(
-                f"| {n} | {path} | {fmt(r.get('window_s'), '.1f')} "
-                f"| {fmt(r.get('segments_in_window'), '.0f')} ({fmt(r.get('segment_s_mean'), '.2f')}) "
-                f"| {fmt(r.get('threads'), '.0f')} "
-                f"| {fmt(None if r.get('publishers_cpu_share') is None else r['publishers_cpu_share'] * 100, '.1f')} "
-                f"| {fmt(r.get('publisher_start_med'), '.3f')} / {fmt(r.get('publisher_behind_max'), '.2f')} "
-                + (
-                    f"| {fmt(r.get('lag_p50_ms'), '.1f')} / {fmt(r.get('lag_p99_ms'), '.1f')} / {fmt(r.get('lag_max_ms'), '.1f')} "
-                    f"| {fmt(r.get('hls_video_dropped'), '.0f')} / {fmt(r.get('hls_audio_dropped'), '.0f')} / "
-                    f"{fmt(r.get('hls_max_frames_queued'), '.0f')} / {fmt(r.get('hls_errors'), '.0f')} "
-                    f"| {fmt(r.get('hls_frames_repeated'), '.0f')} / {fmt(r.get('hls_frames_dropped'), '.0f')} "
-                    if relay
-                    else "| – | – | – "
-                )
-                + f"| {'–' if not cpu_range else f'{cpu_range[0]:.2f}–{cpu_range[1]:.2f}'} |"
+
+    def row(n: int, path: str, r: dict) -> str:
+        relay = path.startswith("rtmprelay")
+        cpu_range = r.get("cpu_per_stream_min_range")
+        return (
+            f"| {n} | {path} | {fmt(r.get('window_s'), '.1f')} "
+            f"| {fmt(r.get('segments_in_window'), '.0f')} ({fmt(r.get('segment_s_mean'), '.2f')}) "
+            f"| {fmt(r.get('threads'), '.0f')} "
+            f"| {fmt(None if r.get('publishers_cpu_share') is None else r['publishers_cpu_share'] * 100, '.1f')} "
+            f"| {fmt(r.get('publisher_start_med'), '.3f')} / {fmt(r.get('publisher_behind_max'), '.2f')} "
+            + (
+                f"| {fmt(r.get('lag_p50_ms'), '.1f')} / {fmt(r.get('lag_p99_ms'), '.1f')} / {fmt(r.get('lag_max_ms'), '.1f')} "
+                f"| {fmt(r.get('hls_video_dropped'), '.0f')} / {fmt(r.get('hls_audio_dropped'), '.0f')} / "
+                f"{fmt(r.get('hls_max_frames_queued'), '.0f')} / {fmt(r.get('hls_errors'), '.0f')} "
+                f"| {fmt(r.get('hls_frames_repeated'), '.0f')} / {fmt(r.get('hls_frames_dropped'), '.0f')} "
+                if relay
+                else "| – | – | – "
             )
-    return head + "\n".join(rows) + "\n"
+            + f"| {'–' if not cpu_range else f'{cpu_range[0]:.2f}–{cpu_range[1]:.2f}'} |"
+        )
+
+    return head + table_rows(tables, PATHS, row)
 
 
 def x264_options(text: str | None) -> dict[str, str]:

@@ -325,29 +325,36 @@ def mib(value) -> str:
     return "–" if value is None else f"{value / 1048576:.1f} MiB"
 
 
+def table_rows(tables: dict[int, dict[str, dict]], paths, row) -> str:
+    """Markdown rows: ``row(n, path, figures)`` for every N and every path that has figures."""
+    return "".join(
+        row(n, path, table[path]) + "\n"
+        for n, table in tables.items()
+        for path in paths
+        if table.get(path) and table[path].get("repeats")
+    )
+
+
 def markdown_table(tables: dict[int, dict[str, dict]]) -> str:
     head = (
         "| N | path | CPU s / stream-min | ratio to nginx | RSS / stream (total) | latency p50 / p99 / max ms "
         "| added p50 / p99 ms | first picture med / max ms | lost of sent (first GOP) |\n"
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|\n"
     )
-    rows = []
-    for n, table in tables.items():
-        for path in PATHS:
-            r = table.get(path)
-            if r is None:
-                continue
-            rows.append(
-                f"| {n} | {LABELS[path]} "
-                f"| {fmt(r.get('cpu_per_stream_min'), '.3f')} "
-                f"| {fmt(r.get('cpu_ratio'), '.2f', 'x')} "
-                f"| {kib(r.get('rss_per_stream'))} ({mib(r.get('rss_end'))}) "
-                f"| {fmt(r.get('lat_p50'))} / {fmt(r.get('lat_p99'))} / {fmt(r.get('lat_max'), '.1f')} "
-                f"| {fmt(r.get('added_p50'), '+.2f')} / {fmt(r.get('added_p99'), '+.2f')} "
-                f"| {fmt(r.get('first_picture_med'), '.1f')} / {fmt(r.get('first_picture_max'), '.1f')} "
-                f"| {fmt(r.get('lost'), '.0f')} of {fmt(r.get('sent'), '.0f')} ({fmt(r.get('lost_first_gop'), '.0f')}) |"
-            )
-    return head + "\n".join(rows) + "\n"
+
+    def row(n: int, path: str, r: dict) -> str:
+        return (
+            f"| {n} | {LABELS[path]} "
+            f"| {fmt(r.get('cpu_per_stream_min'), '.3f')} "
+            f"| {fmt(r.get('cpu_ratio'), '.2f', 'x')} "
+            f"| {kib(r.get('rss_per_stream'))} ({mib(r.get('rss_end'))}) "
+            f"| {fmt(r.get('lat_p50'))} / {fmt(r.get('lat_p99'))} / {fmt(r.get('lat_max'), '.1f')} "
+            f"| {fmt(r.get('added_p50'), '+.2f')} / {fmt(r.get('added_p99'), '+.2f')} "
+            f"| {fmt(r.get('first_picture_med'), '.1f')} / {fmt(r.get('first_picture_max'), '.1f')} "
+            f"| {fmt(r.get('lost'), '.0f')} of {fmt(r.get('sent'), '.0f')} ({fmt(r.get('lost_first_gop'), '.0f')}) |"
+        )
+
+    return head + table_rows(tables, PATHS, row)
 
 
 def side_table(tables: dict[int, dict[str, dict]]) -> str:
@@ -357,24 +364,21 @@ def side_table(tables: dict[int, dict[str, dict]]) -> str:
         "| video latency p99 ms | whole-run latency p99 / max ms | range over repeats: CPU s/stream-min; p99 ms |\n"
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
-    rows = []
-    for n, table in tables.items():
-        for path in PATHS:
-            r = table.get(path)
-            if r is None:
-                continue
-            share = r.get("cpu_share")
-            rows.append(
-                f"| {n} | {LABELS[path]} | {fmt(r.get('window_s'), '.1f')} "
-                f"| {fmt(None if share is None else share * 100, '.1f')} "
-                f"| {fmt(None if r.get('sink_cpu_share') is None else r['sink_cpu_share'] * 100, '.1f')} "
-                f"| {fmt(None if r.get('load_cpu_share') is None else r['load_cpu_share'] * 100, '.1f')} "
-                f"| {fmt(r.get('tick_late_p99_ms'), '.1f')} / {fmt(r.get('tick_late_max_ms'), '.1f')} "
-                f"| {fmt(r.get('video_lat_p99'))} "
-                f"| {fmt(r.get('all_lat_p99'), '.1f')} / {fmt(r.get('all_lat_max'), '.1f')} "
-                f"| {span(r.get('cpu_per_stream_min_range'), '.3f')}; {span(r.get('lat_p99_range'), '.2f')} |"
-            )
-    return head + "\n".join(rows) + "\n"
+
+    def row(n: int, path: str, r: dict) -> str:
+        share = r.get("cpu_share")
+        return (
+            f"| {n} | {LABELS[path]} | {fmt(r.get('window_s'), '.1f')} "
+            f"| {fmt(None if share is None else share * 100, '.1f')} "
+            f"| {fmt(None if r.get('sink_cpu_share') is None else r['sink_cpu_share'] * 100, '.1f')} "
+            f"| {fmt(None if r.get('load_cpu_share') is None else r['load_cpu_share'] * 100, '.1f')} "
+            f"| {fmt(r.get('tick_late_p99_ms'), '.1f')} / {fmt(r.get('tick_late_max_ms'), '.1f')} "
+            f"| {fmt(r.get('video_lat_p99'))} "
+            f"| {fmt(r.get('all_lat_p99'), '.1f')} / {fmt(r.get('all_lat_max'), '.1f')} "
+            f"| {span(r.get('cpu_per_stream_min_range'), '.3f')}; {span(r.get('lat_p99_range'), '.2f')} |"
+        )
+
+    return head + table_rows(tables, PATHS, row)
 
 
 def machine() -> str:
