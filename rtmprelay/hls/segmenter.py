@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -63,6 +64,8 @@ __all__ = ["CONTAINERS", "FlvSegmenter", "SegmentInfo", "SegmentSettings", "Segm
 CONTAINERS = ("mpegts", "fmp4")
 FLV_AUDIO, FLV_VIDEO = 8, 9
 _MILLISECOND = Fraction(1, 1000)
+#: Audio frames held while waiting for the first keyframe (~1.5 s of 1024-sample AAC at 44.1 kHz).
+_HELD_AUDIO = 64
 
 
 def _container(instance, attribute, value: str) -> None:
@@ -140,6 +143,9 @@ class Segmenter:
         self._step = Fraction(0)  # last step between video dts, for the last frame's length
         self._decode_end = Fraction(0)  # latest video dts plus that step
         self._audio_end: Fraction | None = None  # latest audio pts plus one frame
+        # Audio that came before the keyframe opening the first segment; a publisher
+        # interleaves a frame of the same timestamp either side of it.
+        self._held_audio: deque[EncodedPacket] = deque(maxlen=_HELD_AUDIO)
         self._finished = False
         self._removed = False
 
@@ -206,6 +212,7 @@ class Segmenter:
         self._need_keyframe = True
         self._last_video = None
         self._last_audio = None
+        self._held_audio.clear()
 
     def reopen(self) -> None:
         """After ``finish()``: the publisher came back; go on with the same playlist,
@@ -279,6 +286,8 @@ class Segmenter:
                 self._span = None
             raise
         span.frames += 1
+        if self._held_audio:
+            self._release_held_audio(span.start)
         self._need_keyframe = False
         if self._last_video is not None:
             self._step = dts - self._last_video
@@ -288,8 +297,11 @@ class Segmenter:
         span.end = max(span.end, pts + self._step)
 
     def _push_audio(self, packet: EncodedPacket) -> None:
-        if self._audio is None or self._span is None:
-            return  # no format, or before the first keyframe
+        if self._audio is None:
+            return
+        if self._span is None:
+            self._held_audio.append(packet)  # before the first keyframe: it may belong after it
+            return
         dts = packet.dts * packet.time_base + self._offset
         pts = packet.pts * packet.time_base + self._offset
         if self._last_audio is not None and dts <= self._last_audio:
@@ -299,6 +311,13 @@ class Segmenter:
         self._output.audio(packet.data, dts, pts)
         self._last_audio = dts
         self._audio_end = pts + Fraction(self._audio.frame_samples, self._audio.sample_rate)
+
+    def _release_held_audio(self, start: Fraction) -> None:
+        """Audio held before the segment opened: what plays from its keyframe on goes in."""
+        held, self._held_audio = list(self._held_audio), deque(maxlen=_HELD_AUDIO)
+        for packet in held:
+            if packet.pts * packet.time_base + self._offset >= start:
+                self._push_audio(packet)
 
     # --- segments
 

@@ -4,7 +4,6 @@ a reconnect within the cleanup time continues, files removed after it."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 
 import pytest
@@ -14,6 +13,7 @@ from rtmprelay.hls.output import HlsOutput, HlsSettings
 from rtmprelay.hls.transcode import TranscodeSettings
 from rtmprelay.relay.registry import StreamRegistry
 from rtmprelay.testing.flv import read_flv_tags
+from rtmprelay.testing.publishers import make_test_flv
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -52,16 +52,7 @@ class Listener:
 
 @pytest.fixture(scope="module")
 def tags(tmp_path_factory):
-    path = tmp_path_factory.mktemp("flv") / "in.flv"
-    subprocess.run(
-        [
-            "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x96:rate=30",
-            "-f", "lavfi", "-i", "sine", "-t", "5", "-c:v", "libx264", "-g", "30", "-c:a", "aac",
-            "-f", "flv", str(path),
-        ],
-        check=True,
-        timeout=60,
-    )  # fmt: skip
+    path = make_test_flv(tmp_path_factory.mktemp("flv") / "in.flv", seconds=5, size="160x96", fps=30, gop=30)
     return [tag for tag in read_flv_tags(path) if tag.tag_type in (8, 9)]
 
 

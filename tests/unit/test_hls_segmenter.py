@@ -274,3 +274,33 @@ def test_settings_that_cannot_work_are_refused(settings):
 
     with pytest.raises(ConfigError):
         SegmentSettings(**settings)
+
+
+@pytest.mark.parametrize("container", ["mpegts", "fmp4"])
+def test_audio_sent_just_before_the_first_keyframe_is_kept_from_the_keyframes_time(tags9, tmp_path, container):
+    """Publishers interleave audio and video of one timestamp either way round: audio that
+    arrives before the first keyframe but plays from its time on belongs in the first segment;
+    audio that plays before it does not."""
+    from rtmprelay.testing.hls import inspect_segment, read_playlist
+
+    video = [t for t in tags9 if t.tag_type == 9]
+    frames = _coded(tags9, 8)
+    audio_header = next(t for t in tags9 if t.tag_type == 8 and t.is_header)
+    first_key = _coded(tags9, 9)[0]
+    first_key_ms = first_key.timestamp + int.from_bytes(first_key.payload[2:5], "big", signed=True)  # its pts
+    # every audio frame up to 100 ms after the first keyframe is sent before it
+    early = [t for t in frames if t.timestamp <= first_key_ms + 100]
+    later = [t for t in frames if t.timestamp > first_key_ms + 100]
+    video_headers = [t for t in video if t.is_header]
+    order = [*video_headers, audio_header, *early, *[t for t in video if not t.is_header], *later]
+    assert sorted(t.timestamp for t in order if t.tag_type == 8) == [t.timestamp for t in order if t.tag_type == 8]
+    segmenter = FlvSegmenter(tmp_path, SegmentSettings(container=container))
+    _push_all(segmenter, order)
+    segmenter.finish()
+
+    playlist_name = "index.m3u8" if container == "mpegts" else "audio.m3u8"
+    playlist = read_playlist((tmp_path / playlist_name).read_text())
+    init = None if playlist.map_uri is None else tmp_path / playlist.map_uri
+    decoded = sum(inspect_segment(tmp_path / entry.uri, init=init).audio_frames for entry in playlist.entries)
+    assert decoded == len([t for t in frames if t.timestamp >= first_key_ms])
+    assert any(t.timestamp >= first_key_ms for t in early)  # the case is really exercised
