@@ -147,3 +147,22 @@ def test_files_kept_for_good_still_free_the_worker_after_the_grace(tmp_path, tag
     assert output.info("live/u1/kept") is None
     assert worker.join(10)  # the thread ended
     assert playlist.exists()  # the files stay
+
+
+def test_a_video_only_stream_still_gives_hls(tmp_path, tmp_path_factory):
+    from rtmprelay.testing.hls import inspect_segment, read_playlist
+
+    path = make_test_flv(tmp_path_factory.mktemp("flv") / "mute.flv", seconds=5, size="160x96", fps=30, gop=30, audio=False)
+    mute = [tag for tag in read_flv_tags(path) if tag.tag_type == 9]
+    clock = ThreadedClock()
+    settings = HlsSettings(segment_s=1.0, transcode=TranscodeSettings(gop=30), queue_frames=1000)
+    output = HlsOutput(tmp_path, settings, clock)
+    registry = StreamRegistry()
+    registry.add_listener(output)
+    publish(registry, clock, mute, path="live/u1/mute")
+    playlist_path = tmp_path / "u1" / "mute" / "index.m3u8"
+    assert settle(output, clock, lambda: playlist_path.exists() and "#EXT-X-ENDLIST" in playlist_path.read_text())
+    playlist = read_playlist(playlist_path.read_text())
+    assert len(playlist.entries) >= 4
+    report = inspect_segment(playlist_path.parent / playlist.entries[0].uri)
+    assert report.starts_with_idr and report.constant_frame_rate == 30 and report.audio_frames == 0

@@ -206,3 +206,40 @@ def test_bit_rates_read_like_ffmpegs():
     assert (settings.video_bitrate, settings.maxrate, settings.bufsize, settings.audio_bitrate) == (
         2_000_000, 2_500_000, 4_000_000, 128_000
     )  # fmt: skip
+
+
+def test_a_resolution_change_mid_stream_keeps_the_output_size(tmp_path):
+    """The glasses lower their resolution on a bad network: a new sequence header, smaller
+    pictures; the encode goes on at the size it started with, and decodes."""
+    big = _make_flv(tmp_path, "big", rate=30)
+    small = [t for t in _make_flv_sized(tmp_path, "small", "160x120") if t.tag_type == 9]
+    transcoder = Transcoder()
+    outputs = []
+    for tag in big:
+        outputs += transcoder.push(tag.tag_type, tag.timestamp, tag.payload)
+    offset = big[-1].timestamp + 33
+    for tag in small:  # its sequence header first, then its frames
+        outputs += transcoder.push(9, tag.timestamp + offset, tag.payload)
+    outputs += transcoder.flush()
+    assert [(f.width, f.height) for f in outputs if type(f) is VideoFormat] == [(320, 240)]
+    _, frames = decode_video(outputs)
+    assert {(f.width, f.height) for f in frames} == {(320, 240)}
+    assert len(frames) >= 2 * SECONDS * 30 - 5
+
+
+def test_video_only_gives_video_packets_only(tmp_path):
+    tags = [t for t in _make_flv(tmp_path, "mute", rate=30) if t.tag_type == 9]
+    _, outputs = transcode(tags)
+    assert not [o for o in outputs if type(o) in (AudioFormat,) or (type(o) is EncodedPacket and o.kind == AUDIO)]
+    assert len(packets(outputs, VIDEO)) >= SECONDS * 30 - 2
+
+
+def _make_flv_sized(directory: Path, name: str, size: str) -> list:
+    path = directory / f"{name}.flv"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30", "-t", str(SECONDS),
+         "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-f", "flv", str(path)],
+        check=True,
+        timeout=60,
+    )  # fmt: skip
+    return [tag for tag in read_flv_tags(path) if tag.tag_type in (8, 9)]
