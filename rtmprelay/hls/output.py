@@ -143,20 +143,30 @@ class _PathOutput:
         self.ready = True
         self.owner.announce_ready(self)
 
-    def _log_media_error(self, error: MediaError) -> None:
+    def _should_log(self) -> bool:
+        """At most one line per stream every few seconds: a full disk fails every packet.
+        Every error is counted in ``worker.counters.errors`` (``/api/streams``)."""
         now = self.owner.clock.seconds()
         if now - self._last_error_log < _ERROR_LOG_INTERVAL:
-            return  # counted in worker.counters.errors, logged at most every few seconds
+            return False
         self._last_error_log = now
-        self.log.warn(
-            "HLS for {path}: {what} (at {where}); resuming at the next keyframe",
-            path=self.path,
-            what=error.what,
-            where=error.where or "?",
-        )
+        return True
+
+    def _log_media_error(self, error: MediaError) -> None:
+        if self._should_log():
+            self.log.warn(
+                "HLS for {path}: {what} (at {where}); resuming at the next keyframe",
+                path=self.path,
+                what=error.what,
+                where=error.where or "?",
+            )
 
     def _log_crash(self, error: BaseException) -> None:
-        self.log.failure("HLS pipeline for {path} failed; it goes on with the next message", Failure(error), path=self.path)
+        if isinstance(error, OSError):
+            if self._should_log():  # the disk, not a bug: no traceback
+                self.log.error("HLS for {path} cannot write its files: {error}", path=self.path, error=str(error))
+        elif self._should_log():
+            self.log.failure("HLS pipeline for {path} failed; it goes on with the next message", Failure(error), path=self.path)
 
     def relative(self, file: Path | None) -> str | None:
         return None if file is None else file.relative_to(self.owner.hls_dir).as_posix()
@@ -208,7 +218,12 @@ class HlsOutput(service.Service):
     def stream_started(self, stream) -> None:
         output = self._by_path.get(stream.path)
         if output is None:
-            output = _PathOutput(self, stream.path, self.folder_for(stream.path))
+            try:
+                output = _PathOutput(self, stream.path, self.folder_for(stream.path))
+            except OSError as error:
+                # HLS is one output among others: the stream goes on to its players and upstream.
+                self.log.error("no HLS for {path}: {error}", path=stream.path, error=str(error))
+                return
             self._by_path[stream.path] = output
         else:
             # The same path back before its files were removed: one playlist, a discontinuity.

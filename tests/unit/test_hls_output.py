@@ -166,3 +166,36 @@ def test_a_video_only_stream_still_gives_hls(tmp_path, tmp_path_factory):
     assert len(playlist.entries) >= 4
     report = inspect_segment(playlist_path.parent / playlist.entries[0].uri)
     assert report.starts_with_idr and report.constant_frame_rate == 30 and report.audio_frames == 0
+
+
+def test_an_unwritable_hls_folder_costs_the_stream_its_hls_only(tmp_path, tags):
+    from twisted.logger import globalLogPublisher
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the HLS folder should be")
+    clock = ThreadedClock()
+    output = HlsOutput(blocker, HlsSettings(mode="copy"), clock)
+    registry = StreamRegistry()
+    registry.add_listener(output)
+    received = []
+
+    class Player:
+        def on_metadata(self, metadata):
+            pass
+
+        def on_media(self, type_id, timestamp, payload):
+            received.append(type_id)
+
+        def on_stream_end(self):
+            pass
+
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        registry.subscribe("live/u1/s1", Player())
+        publish(registry, clock, tags)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert len(received) == len(tags)  # the player got the whole stream
+    assert output.info("live/u1/s1") is None
+    assert any("no HLS for live/u1/s1" in (e.get("log_format") or "").replace("{path}", "live/u1/s1") for e in events)
