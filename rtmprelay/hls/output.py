@@ -218,8 +218,16 @@ class HlsOutput(service.Service):
     def stream_started(self, stream) -> None:
         output = self._by_path.get(stream.path)
         if output is None:
+            folder = self.folder_for(stream.path)
+            other = next((o.path for o in self._by_path.values() if o.folder == folder), None)
+            if other is not None:
+                # /hls/ names streams below their app: live/u/s and live2/u/s would share files.
+                self.log.error(
+                    "no HLS for {path}: its folder {folder} belongs to {other}", path=stream.path, folder=str(folder), other=other
+                )
+                return
             try:
-                output = _PathOutput(self, stream.path, self.folder_for(stream.path))
+                output = _PathOutput(self, stream.path, folder)
             except OSError as error:
                 # HLS is one output among others: the stream goes on to its players and upstream.
                 self.log.error("no HLS for {path}: {error}", path=stream.path, error=str(error))

@@ -199,3 +199,16 @@ def test_an_unwritable_hls_folder_costs_the_stream_its_hls_only(tmp_path, tags):
     assert len(received) == len(tags)  # the player got the whole stream
     assert output.info("live/u1/s1") is None
     assert any("no HLS for live/u1/s1" in (e.get("log_format") or "").replace("{path}", "live/u1/s1") for e in events)
+
+
+def test_two_apps_with_the_same_user_and_stream_do_not_share_files(tmp_path, tags):
+    clock = ThreadedClock()
+    output = HlsOutput(tmp_path, HlsSettings(mode="copy", queue_frames=1000), clock)
+    registry = StreamRegistry()
+    registry.add_listener(output)
+    first = registry.start("live/u1/s1", Publisher())
+    second = registry.start("backup/u1/s1", Publisher())
+    assert output.info("live/u1/s1") is not None
+    assert output.info("backup/u1/s1") is None  # refused, logged; the stream itself goes on
+    for stream in (first, second):
+        registry.stop(stream)
