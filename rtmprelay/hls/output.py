@@ -68,6 +68,22 @@ class HlsSettings:
         return SegmentSettings(container=self.container, target_duration_s=self.segment_s, window=self.window)
 
 
+#: What a segmenter writes; only these are removed from a folder an earlier run left behind.
+_HLS_SUFFIXES = (".ts", ".m4s", ".mp4", ".m3u8", ".mpd", ".tmp")
+
+
+def _remove_stale_files(folder: Path) -> int:
+    """Files of an earlier daemon run in ``folder`` (they would never be cleaned up
+    otherwise, and a player must not mix them with the new playlist's)."""
+    removed = 0
+    if folder.is_dir():
+        for file in folder.iterdir():
+            if file.suffix in _HLS_SUFFIXES and file.is_file():
+                file.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 class _PathOutput:
     """One stream path's pipeline and worker; outlives a publish so a reconnect continues."""
 
@@ -79,6 +95,9 @@ class _PathOutput:
         self.folder = folder
         settings = owner.settings
         segment_settings = settings.segment_settings()
+        stale = _remove_stale_files(folder)
+        if stale:
+            self.log.info("HLS for {path}: removed {count} files an earlier run left in {folder}", path=path, count=stale, folder=str(folder))
         if settings.mode == "copy":
             self.pipeline = FlvSegmenter(folder, segment_settings, on_segment=self._segment_closed)
             self.segmenter = self.pipeline

@@ -212,3 +212,21 @@ def test_two_apps_with_the_same_user_and_stream_do_not_share_files(tmp_path, tag
     assert output.info("backup/u1/s1") is None  # refused, logged; the stream itself goes on
     for stream in (first, second):
         registry.stop(stream)
+
+
+def test_files_an_earlier_run_left_are_removed_when_the_path_is_published_again(tmp_path, tags):
+    folder = tmp_path / "u1" / "s1"
+    folder.mkdir(parents=True)
+    for name in ("seg41.ts", "seg42.ts", "index.m3u8", "video_9.m4s", "seg43.ts.tmp"):
+        (folder / name).write_bytes(b"old")
+    (folder / "notes.txt").write_text("not ours")
+    clock = ThreadedClock()
+    output = HlsOutput(tmp_path, HlsSettings(mode="copy", segment_s=1.0, queue_frames=1000), clock)
+    registry = StreamRegistry()
+    registry.add_listener(output)
+    publish(registry, clock, tags)
+    playlist = folder / "index.m3u8"
+    assert settle(output, clock, lambda: playlist.exists() and "#EXT-X-ENDLIST" in playlist.read_text())
+    names = {p.name for p in folder.iterdir()}
+    assert not names & {"seg41.ts", "seg42.ts", "video_9.m4s", "seg43.ts.tmp"}
+    assert "notes.txt" in names
