@@ -28,6 +28,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from rtmprelay.testing.hls import read_playlist
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 POLL_S = 0.020
 TS_PACKET = 188
@@ -107,19 +109,6 @@ def wait_listening(port: int, timeout: float, alive=None) -> None:
 # --- playlists and segments ----------------------------------------------------------------
 
 
-def parse_playlist(text: str) -> list[tuple[str, float]]:
-    """The (uri, duration) of each segment a media playlist lists, in order."""
-    out, duration = [], None
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("#EXTINF:"):
-            duration = float(line[len("#EXTINF:"):].split(",", 1)[0])
-        elif line and not line.startswith("#") and duration is not None:
-            out.append((line, duration))
-            duration = None
-    return out
-
-
 def first_video_pts(data: bytes) -> int | None:
     """The PTS (90 kHz) of the first video PES that starts in these MPEG-TS bytes."""
     for offset in range(0, len(data) - TS_PACKET + 1, TS_PACKET):
@@ -186,8 +175,12 @@ class PlaylistWatcher(threading.Thread):
         except OSError as error:
             self.errors.append(f"{name}: {error}")
             return
+        try:
+            entries = read_playlist(text).entries
+        except ValueError:  # caught mid-write: the next poll sees it whole
+            return
         seen = self._seen[name]
-        for uri, duration in parse_playlist(text):
+        for uri, duration in ((e.uri, e.duration_s) for e in entries):
             if uri in seen:
                 continue
             seen.add(uri)

@@ -18,7 +18,8 @@ from rtmprelay.cloud.announce import CloudAnnouncer, default_public_url
 from rtmprelay.cloud.client import CloudClient, CloudConfig
 from rtmprelay.cloud.routing import CloudLookup
 from rtmprelay.errors import ConfigError
-from rtmprelay.hls.output import HLS_CONTAINERS, HLS_MODES, HlsOutput, HlsSettings
+from rtmprelay.hls.output import HLS_MODES, HlsOutput, HlsSettings
+from rtmprelay.hls.segmenter import CONTAINERS
 from rtmprelay.hls.transcode import TranscodeSettings
 from rtmprelay.hls.worker import DEFAULT_QUEUE_FRAMES
 from rtmprelay.media.cleaner import CleanerConfig
@@ -112,7 +113,7 @@ class Options(usage.Options):
          f"{' or '.join(HLS_MODES)}: re-encode with the encoder settings below (the old relay's FFmpeg "
          "command), or cut the cleaned stream at its keyframes without re-encoding."],
         ["hls-segment-type", None, "mpegts",
-         f"{' or '.join(HLS_CONTAINERS)}: MPEG-TS segments, or fMP4 (CMAF) segments with a DASH manifest "
+         f"{' or '.join(CONTAINERS)}: MPEG-TS segments, or fMP4 (CMAF) segments with a DASH manifest "
          "(manifest.mpd) beside the playlist."],
         ["hls-segment", None, 2.0, "Target HLS segment length in seconds.", _positive_float],
         ["hls-window", None, 5, "Segments listed in each playlist; older ones are deleted.", _positive_int],

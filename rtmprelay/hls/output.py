@@ -29,33 +29,29 @@ from twisted.python.failure import Failure
 
 from rtmprelay.errors import ConfigError, MediaError
 from rtmprelay.hls.pipeline import TranscodePipeline
-from rtmprelay.hls.segmenter import CONTAINERS, FlvSegmenter, Segmenter, SegmentSettings
+from rtmprelay.hls.segmenter import FlvSegmenter, Segmenter, SegmentSettings
 from rtmprelay.hls.transcode import TranscodeSettings
 from rtmprelay.hls.worker import DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, StreamWorker
 from rtmprelay.relay.forward import StreamName
 
-__all__ = ["HLS_MODES", "HLS_CONTAINERS", "HlsOutput", "HlsSettings"]
+__all__ = ["HLS_MODES", "HlsOutput", "HlsSettings"]
 
 HLS_MODES = ("transcode", "copy")
-HLS_CONTAINERS = CONTAINERS
 #: With files kept for good, how long a path's worker waits for its publisher to come back.
 RECONNECT_GRACE_S = 60.0
 #: Seconds between two log lines about the same stream's bad media.
 _ERROR_LOG_INTERVAL = 10.0
 
 
-def _one_of(choices: tuple[str, ...]):
-    def check(instance: Any, attribute: attrs.Attribute, value: str) -> None:
-        if value not in choices:
-            raise ConfigError(f"HLS {attribute.name} {value!r}: choose one of {', '.join(choices)}")
-
-    return check
+def _mode(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if value not in HLS_MODES:
+        raise ConfigError(f"HLS mode {value!r}: choose one of {', '.join(HLS_MODES)}")
 
 
 @attrs.frozen
 class HlsSettings:
-    mode: str = attrs.field(default="transcode", validator=_one_of(HLS_MODES))
-    container: str = attrs.field(default="mpegts", validator=_one_of(HLS_CONTAINERS))
+    mode: str = attrs.field(default="transcode", validator=_mode)
+    container: str = "mpegts"
     segment_s: float = 2.0
     window: int = 5
     transcode: TranscodeSettings = TranscodeSettings()
@@ -63,6 +59,9 @@ class HlsSettings:
     queue_bytes: int = DEFAULT_QUEUE_BYTES
     #: Seconds after unpublish before the stream's files are removed; None keeps them.
     cleanup_after_s: float | None = 60.0
+
+    def __attrs_post_init__(self) -> None:
+        self.segment_settings()  # the segmenter's own checks of container, length and window
 
     def segment_settings(self) -> SegmentSettings:
         return SegmentSettings(container=self.container, target_duration_s=self.segment_s, window=self.window)

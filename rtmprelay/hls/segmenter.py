@@ -55,6 +55,7 @@ from rtmprelay.hls.fmp4 import CmafOutput
 from rtmprelay.hls.packets import AUDIO, VIDEO, AudioFormat, EncodedPacket, VideoFormat, avc_codec_string
 from rtmprelay.hls.playlist import MediaPlaylist
 from rtmprelay.hls.ts import TsOutput
+from rtmprelay.media import flv
 from rtmprelay.media.avc import parse_sps
 from rtmprelay.media.avcc import AVCConfig, nal_units_to_annexb, split_nal_units
 from rtmprelay.media.elementary import AacSequenceHeader, AvcSequenceHeader, read_audio, read_video
@@ -62,7 +63,6 @@ from rtmprelay.media.elementary import AacSequenceHeader, AvcSequenceHeader, rea
 __all__ = ["CONTAINERS", "FlvSegmenter", "SegmentInfo", "SegmentSettings", "Segmenter"]
 
 CONTAINERS = ("mpegts", "fmp4")
-FLV_AUDIO, FLV_VIDEO = 8, 9
 _MILLISECOND = Fraction(1, 1000)
 #: Audio frames held while waiting for the first keyframe (~1.5 s of 1024-sample AAC at 44.1 kHz).
 _HELD_AUDIO = 64
@@ -388,13 +388,13 @@ class FlvSegmenter:
         """One audio (8) or video (9) message body, in decode order."""
         if self.segmenter.finished:
             raise ValueError("the segmenter has finished")
-        if type_id == FLV_VIDEO:
+        if type_id == flv.VIDEO:
             try:
                 self._push_video(timestamp_ms, payload)
             except MediaError:
                 self.segmenter.skip_to_keyframe()
                 raise
-        elif type_id == FLV_AUDIO:
+        elif type_id == flv.AUDIO:
             self._push_audio(timestamp_ms, payload)
 
     def restart(self) -> None:

@@ -35,12 +35,12 @@ import av
 
 from rtmprelay.errors import ConfigError, MediaError
 from rtmprelay.hls.packets import AUDIO, VIDEO, AudioFormat, EncodedPacket, VideoFormat, avc_codec_string
+from rtmprelay.media import flv
 from rtmprelay.media.avcc import NAL_PPS, NAL_SPS, annexb_to_nal_units, nal_unit_type, nal_units_to_annexb
 from rtmprelay.media.elementary import AacSequenceHeader, AvcSequenceHeader, read_audio, read_video
 
 __all__ = ["TranscodeSettings", "Transcoder", "TranscoderOutput"]
 
-FLV_AUDIO, FLV_VIDEO = 8, 9
 _MS = Fraction(1, 1000)
 #: Holes up to this long are filled with repeated pictures; longer ones re-base.
 MAX_FILL_S = 2.0
@@ -349,13 +349,13 @@ class Transcoder:
         return {"frames_repeated": self._video.repeated, "frames_dropped": self._video.dropped}
 
     def push(self, type_id: int, timestamp_ms: int, payload: bytes) -> list[TranscoderOutput]:
-        if type_id == FLV_VIDEO:
+        if type_id == flv.VIDEO:
             try:
                 return self._push_video(timestamp_ms, payload)
             except MediaError:
                 self.need_keyframe = True
                 raise
-        if type_id == FLV_AUDIO:
+        if type_id == flv.AUDIO:
             return self._push_audio(timestamp_ms, payload)
         return []
 

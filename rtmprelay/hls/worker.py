@@ -34,7 +34,6 @@ DEFAULT_QUEUE_FRAMES = 90
 #: A byte bound too, for streams of huge frames (3 s at 50 Mbit/s is ~19 MB).
 DEFAULT_QUEUE_BYTES = 24 * 1024 * 1024
 
-_VIDEO, _AUDIO = 9, 8
 _STOP = object()
 
 
@@ -81,7 +80,7 @@ class StreamWorker:
     def push(self, type_id: int, timestamp: int, payload: bytes) -> bool:
         """Queue one media message; False when it was dropped (queue full)."""
         counters = self.counters
-        is_video = type_id == _VIDEO
+        is_video = type_id == flv.VIDEO
         header = flv.is_video_sequence_header(payload) if is_video else flv.is_audio_sequence_header(payload)
         with self._ready:
             if self._stopped:

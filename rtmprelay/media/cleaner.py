@@ -30,12 +30,11 @@ import attrs
 
 from rtmprelay.errors import MediaError
 from rtmprelay.media import aac, avcc, tags
+from rtmprelay.media.flv import AUDIO, VIDEO
 from rtmprelay.media.profiles import DestinationProfile, get_profile
 from rtmprelay.media.skipframe import SkipFrameMaker
 from rtmprelay.media.timeline import Repair, Stamp, TrackTimeline
 
-AUDIO = 8
-VIDEO = 9
 
 FRAME_KEY = 1
 FRAME_INTER = 2

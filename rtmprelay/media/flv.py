@@ -7,6 +7,9 @@ RTMP (the ``IsExHeader`` bit, FourCC codecs).
 
 from __future__ import annotations
 
+#: FLV tag types, which are also the RTMP message types of audio and video.
+AUDIO = 8
+VIDEO = 9
 VIDEO_FRAME_KEY = 1
 VIDEO_FRAME_COMMAND = 5  # video info/command frame: no picture
 CODEC_AVC = 7

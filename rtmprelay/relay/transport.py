@@ -6,7 +6,6 @@ import socket
 
 from rtmprelay.media import flv
 
-VIDEO = 9
 
 
 def set_tcp_nodelay(transport) -> None:
@@ -65,7 +64,7 @@ class KeyframeGate:
         if flv.is_video_sequence_header(payload) or flv.is_audio_sequence_header(payload):
             return True
         if self.skipping:
-            if not (type_id == VIDEO and flv.is_keyframe(payload)):
+            if not (type_id == flv.VIDEO and flv.is_keyframe(payload)):
                 self.dropped += 1
                 return False
             self.skipping = False
