@@ -24,7 +24,7 @@ from twisted.logger import Logger
 
 from rtmprelay.cloud.client import CloudClient
 from rtmprelay.errors import ConfigError
-from rtmprelay.relay.forward import StreamName
+from rtmprelay.names import StreamName
 
 __all__ = ["CloudAnnouncer", "default_public_url", "route_address"]
 

@@ -19,7 +19,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from rtmprelay.cloud.client import CloudClient, CloudError
-from rtmprelay.relay.forward import StreamName, UpstreamSource, UpstreamUnavailable
+from rtmprelay.names import StreamName
+from rtmprelay.relay.forward import UpstreamSource, UpstreamUnavailable
 
 __all__ = ["CloudLookup"]
 

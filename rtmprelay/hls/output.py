@@ -27,12 +27,12 @@ from twisted.internet import threads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from rtmprelay.errors import ConfigError, MediaError
+from rtmprelay.errors import ConfigError, MediaError, ParseError
 from rtmprelay.hls.pipeline import TranscodePipeline
 from rtmprelay.hls.segmenter import FlvSegmenter, Segmenter, SegmentSettings
 from rtmprelay.hls.transcode import TranscodeSettings
 from rtmprelay.hls.worker import DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, StreamWorker
-from rtmprelay.relay.forward import StreamName
+from rtmprelay.names import StreamName, path_below
 
 __all__ = ["HLS_MODES", "HlsOutput", "HlsSettings"]
 
@@ -224,8 +224,8 @@ class HlsOutput(service.Service):
         self._listeners.append(listener)
 
     def folder_for(self, path: str) -> Path:
-        name = StreamName.from_path(path)
-        return self.hls_dir / (name.path or name.app)
+        """The stream's folder: its validated path below the app, checked to stay under ``hls_dir``."""
+        return path_below(self.hls_dir, StreamName.from_path(path).path)
 
     def info(self, path: str) -> dict | None:
         output = self._by_path.get(path)
@@ -236,7 +236,11 @@ class HlsOutput(service.Service):
     def stream_started(self, stream) -> None:
         output = self._by_path.get(stream.path)
         if output is None:
-            folder = self.folder_for(stream.path)
+            try:
+                folder = self.folder_for(stream.path)
+            except ParseError as error:
+                self.log.error("no HLS for {path}: {error}", path=stream.path, error=str(error))
+                return
             other = next((o.path for o in self._by_path.values() if o.folder == folder), None)
             if other is not None:
                 # /hls/ names streams below their app: live/u/s and live2/u/s would share files.

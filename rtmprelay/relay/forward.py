@@ -29,6 +29,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from rtmprelay.errors import ConfigError, RelayError
+from rtmprelay.names import StreamName
 from rtmprelay.relay.client import UpstreamConfig, UpstreamForwarder
 from rtmprelay.rtmp.session import split_rtmp_url
 
@@ -52,25 +53,6 @@ class UpstreamGrant:
     """What ``Forwarding.admit`` answers: the URL the stream is forwarded to."""
 
     url: str
-
-
-@attrs.frozen
-class StreamName:
-    app: str
-    path: str
-    user_id: str
-    stream_id: str
-
-    @classmethod
-    def from_path(cls, full_path: str) -> "StreamName":
-        segments = full_path.split("/")
-        app, rest = segments[0], segments[1:]
-        return cls(
-            app=app,
-            path="/".join(rest),
-            user_id=rest[-2] if len(rest) >= 2 else "",
-            stream_id=rest[-1] if rest else "",
-        )
 
 
 @attrs.frozen

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from rtmprelay.errors import ProtocolError, RelayError, SessionError
+from rtmprelay.names import printable
 from rtmprelay.rtmp import messages as m
 from rtmprelay.rtmp import session as s
 from rtmprelay.rtmp.amf0 import ECMAArray
@@ -158,8 +159,11 @@ class RTMPServerProtocol(Protocol):
         self._cancel_handshake_timer()
 
     def _on_connect(self, event: s.ConnectRequested) -> None:
-        self.log.debug("connect from {peer} app={app}", peer=self.peer, app=event.app)
+        self.log.debug("connect from {peer} app={app}", peer=self.peer, app=printable(event.app))
         self.session.accept_connect()
+
+    def _on_request_refused(self, event: s.RequestRefused) -> None:
+        self.log.warn("refusing {action} from {peer}: {reason}", action=event.action, peer=self.peer, reason=event.reason)
 
     def _on_publish(self, event: s.PublishRequested) -> None:
         self._drop_admission(event.stream_id)  # the client re-published on this stream while waiting
@@ -330,6 +334,7 @@ _EVENT_HANDLERS = {
     s.PublishEnded: RTMPServerProtocol._on_publish_ended,
     s.PlayRequested: RTMPServerProtocol._on_play,
     s.PlayEnded: RTMPServerProtocol._on_play_ended,
+    s.RequestRefused: RTMPServerProtocol._on_request_refused,
 }
 
 

@@ -14,12 +14,14 @@ Both own a ``Connection``: feed them bytes with ``receive_data``, send what
 from __future__ import annotations
 
 import enum
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
 from rtmprelay.errors import MessageError, SessionError
+from rtmprelay.names import BadStreamName, parse_stream_path
 from rtmprelay.rtmp import messages as m
 from rtmprelay.rtmp.amf0 import ECMAArray
 from rtmprelay.rtmp.connection import (
@@ -45,16 +47,9 @@ DEFAULT_FLASH_VERSION = "FMLE/3.0 (compatible; rtmprelay)"
 
 
 def stream_path(app: str, name: str) -> str:
-    """The one path a stream is known by, however the client split its URL.
-
-    ffmpeg and librtmp put everything but the last segment into the app
-    (``live/user1`` + ``stream1``); some Android libraries keep the app to one
-    segment (``live`` + ``user1/stream1``). Query strings on either are dropped.
-    """
-    app = app.split("?", 1)[0]
-    name = name.split("?", 1)[0]
-    parts = [p for p in f"{app}/{name}".split("/") if p]
-    return "/".join(parts)
+    """The one path a stream is known by, however the client split its URL
+    (``rtmprelay.names.parse_stream_path``); raises ``BadStreamName``."""
+    return parse_stream_path(app, name)[0].full
 
 
 def split_rtmp_url(url: str) -> tuple[str, int, str, str, bool]:
@@ -118,6 +113,8 @@ class PublishRequested:
     name: str
     path: str
     publish_type: str
+    #: Parameters of the query strings on the app and the name (``exp``, ``sig``, tokens).
+    query: dict = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -125,6 +122,16 @@ class PlayRequested:
     stream_id: int
     name: str
     path: str
+    query: dict = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class RequestRefused:
+    """A publish or play the session refused itself (a bad stream name); the peer was told why."""
+
+    stream_id: int
+    action: str
+    reason: str
 
 
 @attrs.frozen
@@ -340,14 +347,15 @@ class ServerSession:
         if stream.state is not _NetStream.IDLE:
             self._on_status(stream_id, "error", Status.PUBLISH_BAD_NAME, "Stream already in use on this connection.")
             return
-        path = stream_path(self.app or "", name)
-        stream.name, stream.path, stream.transaction_id = name, path, body.transaction_id
-        if not name:
-            stream.state = _NetStream.IDLE
-            self._on_status(stream_id, "error", Status.PUBLISH_BAD_NAME, "No stream name given.")
+        try:
+            parsed, query = parse_stream_path(self.app or "", name)
+        except BadStreamName as error:
+            self._on_status(stream_id, "error", Status.PUBLISH_BAD_NAME, f"Bad stream name: {error}.")
+            events.append(RequestRefused(stream_id, "publish", str(error)))
             return
+        stream.name, stream.path, stream.transaction_id = name, parsed.full, body.transaction_id
         stream.state = _NetStream.PUBLISH_PENDING
-        events.append(PublishRequested(stream_id, name, path, publish_type))
+        events.append(PublishRequested(stream_id, name, parsed.full, publish_type, query))
 
     def _cmd_play(self, body: m.Command, stream_id: int, events: list) -> None:
         self._require_connected("play")
@@ -357,10 +365,15 @@ class ServerSession:
         name = body.args[0] if body.args and isinstance(body.args[0], str) else ""
         if stream.state is not _NetStream.IDLE:
             return
-        path = stream_path(self.app or "", name)
-        stream.name, stream.path, stream.transaction_id = name, path, body.transaction_id
+        try:
+            parsed, query = parse_stream_path(self.app or "", name)
+        except BadStreamName as error:
+            self._on_status(stream_id, "error", Status.PLAY_STREAM_NOT_FOUND, f"Bad stream name: {error}.")
+            events.append(RequestRefused(stream_id, "play", str(error)))
+            return
+        stream.name, stream.path, stream.transaction_id = name, parsed.full, body.transaction_id
         stream.state = _NetStream.PLAY_PENDING
-        events.append(PlayRequested(stream_id, name, path))
+        events.append(PlayRequested(stream_id, name, parsed.full, query))
 
     def _cmd_release_stream(self, body: m.Command, stream_id: int, events: list) -> None:
         # nginx-rtmp and SRS answer with a bare _result; ffmpeg waits for nothing here.
@@ -384,7 +397,11 @@ class ServerSession:
 
     def _cmd_delete_stream(self, body: m.Command, stream_id: int, events: list) -> None:
         target = body.args[0] if body.args and isinstance(body.args[0], (int, float)) else stream_id
-        target = int(target)
+        if not isinstance(target, int):
+            # AMF numbers are doubles: NaN, infinities and fractions name no stream.
+            if not (math.isfinite(target) and target == int(target)):
+                return
+            target = int(target)
         if target in self._streams:
             self._end_stream(target, events)
             del self._streams[target]

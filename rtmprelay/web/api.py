@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web import resource
 from twisted.web.server import Request
 
-from rtmprelay.relay.forward import StreamName
+from rtmprelay.names import StreamName
 from rtmprelay.relay.registry import LiveStream, StreamRegistry
 
 __all__ = ["HealthResource", "StreamsResource", "json_safe", "stream_info"]

@@ -8,7 +8,8 @@ from twisted.internet.testing import StringTransport
 
 from rtmprelay.errors import ConfigError
 from rtmprelay.relay.client import RTMPClientProtocol, UpstreamConfig, UpstreamForwarder
-from rtmprelay.relay.forward import StreamName, UrlTemplate
+from rtmprelay.names import StreamName
+from rtmprelay.relay.forward import UrlTemplate
 from rtmprelay.relay.registry import LiveStream
 from rtmprelay.rtmp import messages as m
 from rtmprelay.rtmp import session as s
@@ -26,7 +27,7 @@ INTER = b"\x27\x01\x00\x00\x00" + b"P" * 1000
         ("rtmp://up/live/{path}", "live/u1/s1", "rtmp://up/live/u1/s1"),
         ("rtmps://live.cloudflare.com:443/live/{streamId}", "live/u1/s1", "rtmps://live.cloudflare.com:443/live/s1"),
         ("rtmp://up/{app}/{userId}-{streamId}", "live/u1/s1", "rtmp://up/live/u1-s1"),
-        ("rtmp://up/live/{streamId}", "live/a b", "rtmp://up/live/a%20b"),
+        ("rtmp://up/live/{streamId}", "live/u_1/a.b-c", "rtmp://up/live/a.b-c"),
     ],
 )
 def test_url_template(template, path, url):

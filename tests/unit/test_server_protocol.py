@@ -272,3 +272,38 @@ def test_player_through_the_server_gets_headers_first(factory, registry):
     exchange()
     media = [e.body.payload for e in received if type(e) is MessageReceived and type(e.body) is m.Video]
     assert media[-1] == INTERFRAME
+
+
+@pytest.mark.parametrize(
+    ("app", "name", "why"),
+    [
+        ("live", "../../victim", "is not a name"),
+        ("live", "%2e%2e/%2e%2e/etc", "character '%'"),
+        ("live", "user1/s\x00x", "character '\\x00'"),
+        ("live", "user1/" + "x" * 60_000, "characters (at most"),
+    ],
+)
+def test_bad_stream_names_are_refused_with_bad_name_and_the_reason(factory, registry, app, name, why):
+    session = s.ClientSession(app, name, "rtmp://127.0.0.1/live")
+    with capturedLogs() as logs:
+        peer = Peer(factory, session=session)
+        peer.pump()
+    (failed,) = of_type(peer.events, s.PublishFailed)
+    assert failed.code == "NetStream.Publish.BadName"
+    assert why in failed.description
+    assert registry.streams() == []
+    (line,) = [line for line in log_lines(logs) if "refusing publish" in line]
+    assert why in line and "\x00" not in line
+    assert not peer.closed  # the client is told and may try another name, as for a taken one
+
+
+@pytest.mark.parametrize("target", [float("nan"), float("inf"), -float("inf"), 1e300, 1.5])
+def test_delete_stream_with_a_number_that_names_no_stream_is_ignored(factory, registry, target):
+    peer = publish(factory)
+    peer.session.connection.send(m.Command("deleteStream", 0, None, (target,)), chunk_stream_id=3)
+    peer.pump()
+    assert not peer.closed
+    assert registry.get("live/user1/stream1") is not None
+    peer.session.send_media(m.MessageType.VIDEO, 0, KEYFRAME)
+    peer.pump()
+    assert registry.get("live/user1/stream1").counters.video_messages == 1
