@@ -27,10 +27,13 @@ from rtmprelay.media.profiles import PROFILES, get_profile
 from rtmprelay.relay.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_QUEUE_BYTES, UpstreamConfig
 from rtmprelay.relay.forward import Forwarding, UrlTemplate
 from rtmprelay.relay.lag import ReactorLagMonitor
+from rtmprelay.relay.limits import ServerLimits
 from rtmprelay.relay.registry import DEFAULT_GOP_CACHE_BYTES, StreamRegistry
 from rtmprelay.relay.server import DEFAULT_HANDSHAKE_TIMEOUT, RTMPServerFactory, ServerConfig
-from rtmprelay.rtmp.connection import DEFAULT_MAX_MESSAGE_SIZE, ConnectionConfig
-from rtmprelay.web import make_site
+from rtmprelay.rtmp.chunks import DEFAULT_MAX_CHUNK_STREAMS, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PEER_CHUNK_SIZE
+from rtmprelay.rtmp.connection import ConnectionConfig
+from rtmprelay.rtmp.messages import DEFAULT_AMF_LIMITS, AmfLimits
+from rtmprelay.web import HttpLimits, make_site
 
 DEFAULT_RTMP_ENDPOINT = "tcp:1935"
 DEFAULT_HTTP_ENDPOINT = "tcp:8888"
@@ -95,8 +98,35 @@ class Options(usage.Options):
         ["upstream-timeout", None, DEFAULT_CONNECT_TIMEOUT, "Seconds to wait for an upstream TCP/TLS connection.", _positive_float],
         ["upstream-queue-bytes", None, DEFAULT_UPSTREAM_QUEUE_BYTES,
          "Bound on media held for one upstream that is connecting or slow.", _positive_int],
-        ["max-message-size", None, DEFAULT_MAX_MESSAGE_SIZE, "Largest RTMP message accepted, in bytes.", _positive_int],
+        # -- limits: what one peer may cost (each hit is logged with its reason and counted)
+        ["max-message-size", None, DEFAULT_MAX_MESSAGE_SIZE,
+         "Largest RTMP message accepted, in bytes (at most 16777215, the 24-bit length field).", _positive_int],
+        ["max-chunk-size", None, DEFAULT_MAX_PEER_CHUNK_SIZE, "Largest chunk size a peer may set, in bytes.", _positive_int],
+        ["max-chunk-streams", None, DEFAULT_MAX_CHUNK_STREAMS, "Chunk stream ids one connection may use.", _positive_int],
+        ["max-amf-bytes", None, DEFAULT_AMF_LIMITS.max_bytes,
+         "Largest command or data message (AMF), in bytes; a bigger data message is dropped, a bigger command "
+         "closes the connection.", _positive_int],
+        ["max-amf-values", None, DEFAULT_AMF_LIMITS.max_values, "Values one AMF message may hold.", _positive_int],
+        ["max-amf-depth", None, DEFAULT_AMF_LIMITS.max_depth, "Nesting one AMF message may have.", _positive_int],
         ["handshake-timeout", None, DEFAULT_HANDSHAKE_TIMEOUT, "Seconds a client has to finish the handshake.", _positive_float],
+        ["command-timeout", None, ServerLimits.command_timeout,
+         "Seconds a connection may go without publishing or playing (after the handshake, or after its "
+         "last stream ended) before it is closed.", _positive_float],
+        ["idle-publisher-timeout", None, ServerLimits.idle_publisher_timeout,
+         "Seconds a publisher may send no audio or video before it is closed and its path freed.", _positive_float],
+        ["ping-interval", None, ServerLimits.ping_interval, "Seconds of silence from a peer before it is pinged.", _positive_float],
+        ["ping-timeout", None, ServerLimits.ping_timeout,
+         "Seconds a pinged peer has to say anything before it is closed.", _positive_float],
+        ["max-connections", None, ServerLimits.max_connections, "RTMP connections open at once (0: no limit).", _non_negative_int],
+        ["max-connections-per-address", None, ServerLimits.max_connections_per_address,
+         "RTMP connections open at once from one address (0: no limit).", _non_negative_int],
+        ["max-publishes-per-address", None, ServerLimits.max_publishes_per_address,
+         "Streams published at once from one address (0: no limit).", _non_negative_int],
+        ["http-request-timeout", None, HttpLimits.request_timeout,
+         "Seconds an HTTP request (line, headers, body) may take to arrive.", _positive_float],
+        ["http-idle-timeout", None, HttpLimits.idle_timeout, "Seconds an idle HTTP connection is kept.", _positive_float],
+        ["http-max-body", None, HttpLimits.max_body_bytes, "Largest HTTP request body, in bytes.", _non_negative_int],
+        ["http-max-connections", None, HttpLimits.max_connections, "HTTP connections open at once.", _positive_int],
         ["gop-cache-bytes", None, DEFAULT_GOP_CACHE_BYTES,
          "Bound on the frames kept since the last keyframe for players that join late.", _positive_int],
         ["profile", None, None,
@@ -181,6 +211,7 @@ class Options(usage.Options):
             self._cloud_options()
             self["cleaning"] = None if self["no-clean"] else self._cleaning()
             self["hls-settings"] = self._hls_settings()
+            self["server-config"], self["http-limits"] = self._limits()
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
 
@@ -212,6 +243,34 @@ class Options(usage.Options):
             self["public-url"] = public.rstrip("/")
         else:
             self["public-url"] = default_public_url(self["http"], self["cloud"].base_url)
+
+    def _limits(self) -> tuple[ServerConfig, HttpLimits]:
+        try:
+            connection = ConnectionConfig(
+                max_message_size=self["max-message-size"],
+                max_peer_chunk_size=self["max-chunk-size"],
+                max_chunk_streams=self["max-chunk-streams"],
+                amf=AmfLimits(self["max-amf-bytes"], self["max-amf-values"], self["max-amf-depth"]),
+            )
+        except ValueError as error:
+            raise ConfigError(f"--max-message-size: {error}") from None
+        limits = ServerLimits(
+            handshake_timeout=self["handshake-timeout"],
+            command_timeout=self["command-timeout"],
+            idle_publisher_timeout=self["idle-publisher-timeout"],
+            ping_interval=self["ping-interval"],
+            ping_timeout=self["ping-timeout"],
+            max_connections=self["max-connections"],
+            max_connections_per_address=self["max-connections-per-address"],
+            max_publishes_per_address=self["max-publishes-per-address"],
+        )
+        http = HttpLimits(
+            request_timeout=self["http-request-timeout"],
+            idle_timeout=self["http-idle-timeout"],
+            max_body_bytes=self["http-max-body"],
+            max_connections=self["http-max-connections"],
+        )
+        return ServerConfig(connection=connection, limits=limits), http
 
     def _cleaning(self) -> CleanerConfig:
         profile = get_profile(self["profile"] or ("cloudflare" if self.forwarding else "generic"))
@@ -349,10 +408,7 @@ def makeService(options: Options) -> service.MultiService:
         forwarding = Forwarding(reactor, source, upstream)
         registry.add_listener(forwarding)
         admit = forwarding.admit
-    config = ServerConfig(
-        connection=ConnectionConfig(max_message_size=options["max-message-size"]),
-        handshake_timeout=options["handshake-timeout"],
-    )
+    config = options["server-config"]
     hls_output = None
     if options["hls"]:
         settings = options["hls-settings"]
@@ -386,6 +442,7 @@ def makeService(options: Options) -> service.MultiService:
             clock=reactor,
             lag=lag,
             hls=hls_output,
+            limits=options["http-limits"],
         )
         strports.service(options["http"], site).setServiceParent(top)
     top.registry = registry

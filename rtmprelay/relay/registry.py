@@ -70,6 +70,8 @@ class LiveStream:
         self.video_header: MediaMessage | None = None
         self.audio_header: MediaMessage | None = None
         self.counters = StreamCounters()
+        #: Unexpected exceptions contained while handling this stream, by where they happened.
+        self.faults: dict[str, int] = {}
         self._sinks: list[MediaSink] = []
         self._gop: list[MediaMessage] = []
         self._gop_bytes = 0
@@ -81,25 +83,48 @@ class LiveStream:
 
     def publish_metadata(self, metadata: dict) -> None:
         if self.cleaner is not None:
-            metadata = self.cleaner.rewrite_metadata(metadata)
+            try:
+                metadata = self.cleaner.rewrite_metadata(metadata)
+            except Exception:
+                self._fault("cleaner.rewrite_metadata")
         self.metadata = metadata
         for sink in list(self._sinks):
-            sink.on_metadata(metadata)
+            try:
+                sink.on_metadata(metadata)
+            except Exception:
+                self._fault(f"{type(sink).__name__}.on_metadata")
 
     def publish_media(self, type_id: int, timestamp: int, payload: bytes, now: float = 0.0) -> None:
         """A message from the publisher; ``now`` (seconds) is when it arrived."""
         if self.cleaner is None:
             self._deliver(type_id, timestamp, payload)
             return
-        for message in self.cleaner.push(type_id, timestamp, payload, now):
+        try:
+            messages = self.cleaner.push(type_id, timestamp, payload, now)
+        except Exception:
+            # The cleaner could not place this message: it goes on as it came, the stream goes on.
+            self._fault("cleaner.push")
+            messages = (MediaMessage(type_id, timestamp, payload),)
+        for message in messages:
             self._deliver(message.type_id, message.timestamp, message.payload)
         self._log_cleaner_events()
 
     def poll(self, now: float) -> None:
         """Release what the cleaner held past its interleave bound."""
         if self.cleaner is not None:
-            for message in self.cleaner.poll(now):
+            try:
+                messages = self.cleaner.poll(now)
+            except Exception:
+                self._fault("cleaner.poll")
+                return
+            for message in messages:
                 self._deliver(message.type_id, message.timestamp, message.payload)
+
+    def _fault(self, where: str) -> None:
+        """Call from an ``except`` block: count, and log the first of each kind with its traceback."""
+        self.faults[where] = self.faults.get(where, 0) + 1
+        if self.faults[where] == 1:
+            self.log.failure("stream {path}: {where} failed; the stream goes on (logged once, counted)", path=self.path, where=where)
 
     def _log_cleaner_events(self) -> None:
         for event in self.cleaner.take_events():
@@ -140,14 +165,25 @@ class LiveStream:
             else:
                 self._cache(message)
         for sink in list(self._sinks):
-            sink.on_media(type_id, timestamp, payload)
+            try:
+                sink.on_media(type_id, timestamp, payload)
+            except Exception:
+                self._fault(f"{type(sink).__name__}.on_media")
 
     def end(self) -> None:
         if self.cleaner is not None:
-            for message in self.cleaner.finish():
+            try:
+                held = self.cleaner.finish()
+            except Exception:
+                self._fault("cleaner.finish")
+                held = []
+            for message in held:
                 self._deliver(message.type_id, message.timestamp, message.payload)
         for sink in list(self._sinks):
-            sink.on_stream_end()
+            try:
+                sink.on_stream_end()
+            except Exception:
+                self._fault(f"{type(sink).__name__}.on_stream_end")
         self._sinks.clear()
 
     # -- sinks -------------------------------------------------------------------

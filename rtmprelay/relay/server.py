@@ -21,6 +21,8 @@ late answer ignored.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import attrs
 from twisted.internet import defer, interfaces
 from twisted.internet.protocol import Factory, Protocol
@@ -32,12 +34,15 @@ from rtmprelay.names import printable
 from rtmprelay.rtmp import messages as m
 from rtmprelay.rtmp import session as s
 from rtmprelay.rtmp.amf0 import ECMAArray
-from rtmprelay.rtmp.connection import ConnectionConfig, HandshakeCompleted
+from rtmprelay.rtmp.connection import ConnectionConfig, HandshakeCompleted, MessageDropped
+from rtmprelay.relay.limits import LimitCounters, ServerLimits, Throttle
 from rtmprelay.relay.registry import LiveStream, StreamRegistry
 from rtmprelay.relay.transport import KeyframeGate, set_tcp_nodelay
 
-DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+DEFAULT_HANDSHAKE_TIMEOUT = ServerLimits.handshake_timeout
 CLOSE_GRACE_SECONDS = 5.0
+#: How often the factory checks every connection's timeouts (they fire up to this late).
+SWEEP_INTERVAL = 1.0
 #: How often held media is checked for release when nothing arrives.
 POLL_INTERVAL = 0.05
 #: A player whose socket is this far behind loses frames up to the next keyframe
@@ -48,7 +53,7 @@ DEFAULT_PLAYER_BUFFER_BYTES = 8 * 1024 * 1024
 @attrs.frozen
 class ServerConfig:
     connection: ConnectionConfig = ConnectionConfig()
-    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    limits: ServerLimits = ServerLimits()
     player_buffer_bytes: int = DEFAULT_PLAYER_BUFFER_BYTES
 
 
@@ -97,40 +102,67 @@ class RTMPServerProtocol(Protocol):
         self._closed = False
         self._lost = False
         self.peer = "?"
+        self.host = "?"
+        self.factory: RTMPServerFactory | None = None
+        now = clock.seconds()
+        self.connected_at = now
+        self.last_received = now
+        self.last_media = now
+        #: Since when the connection has had nothing to do (no publish, play or admission).
+        self._aimless_since: float | None = None
+        self._ping_sent_at: float | None = None
+        self._publishing_since: float | None = None
+        self._faults_logged: set = set()
+        self._drops_logged = 0
 
     # -- Twisted -----------------------------------------------------------------
 
     def connectionMade(self) -> None:
         set_tcp_nodelay(self.transport)
         peer = self.transport.getPeer()
-        self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
-        self._handshake_timer = self.clock.callLater(self.config.handshake_timeout, self._handshake_timed_out)
+        self.host = str(getattr(peer, "host", "?"))
+        self.peer = f"{self.host}:{getattr(peer, 'port', '?')}"
+        self._handshake_timer = self.clock.callLater(self.config.limits.handshake_timeout, self._handshake_timed_out)
+        if self.factory is not None:
+            self.factory.connection_opened(self)
 
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
             return
+        self.last_received = self.clock.seconds()
+        self._ping_sent_at = None
         try:
             events = self.session.receive_data(data)
-            for event in events:
-                handler = _EVENT_HANDLERS.get(type(event))
-                if handler is not None:
-                    handler(self, event)
         except ProtocolError as error:
-            self.log.warn(
-                "closing RTMP connection from {peer}: {what} (at {where})",
-                peer=self.peer,
-                what=error.what,
-                where=error.where or "?",
-                error_type=type(error).__name__,
-            )
+            self._close_for(type(error).__name__, f"{error.what} (at {error.where or '?'})")
+            return
+        except Exception:
+            # Our reading of this peer's bytes failed: its state is unknown, so it goes, alone.
+            self.log.failure("closing RTMP connection from {peer}: its data could not be read", peer=self.peer)
+            self._count_closed("internal_error")
             self._flush()
             self._close()
             return
+        for event in events:
+            handler = _EVENT_HANDLERS.get(type(event))
+            if handler is None:
+                continue
+            try:
+                handler(self, event)
+            except ProtocolError as error:
+                self._close_for(type(error).__name__, f"{error.what} (at {error.where or '?'})")
+                return
+            except Exception:
+                # One message's handling broke (a bug, or media we could not process): the
+                # connection and every stream go on; logged once per kind, counted always.
+                self._fault(type(event).__name__)
         self._flush()
 
     def connectionLost(self, reason=None) -> None:
         self._closed = True
         self._lost = True
+        if self.factory is not None:
+            self.factory.connection_closed(self)
         self._cancel_handshake_timer()
         if self._poller is not None and self._poller.active():
             self._poller.cancel()
@@ -157,16 +189,32 @@ class RTMPServerProtocol(Protocol):
 
     def _on_handshake_completed(self, event) -> None:
         self._cancel_handshake_timer()
+        self._aimless_since = self.clock.seconds()
 
     def _on_connect(self, event: s.ConnectRequested) -> None:
         self.log.debug("connect from {peer} app={app}", peer=self.peer, app=printable(event.app))
         self.session.accept_connect()
 
     def _on_request_refused(self, event: s.RequestRefused) -> None:
+        self._count_request_refused(f"{event.action}_bad_name")
         self.log.warn("refusing {action} from {peer}: {reason}", action=event.action, peer=self.peer, reason=event.reason)
+
+    def _on_message_dropped(self, event: MessageDropped) -> None:
+        if self.factory is not None:
+            self.factory.counters.messages_dropped["unreadable_data"] += 1
+        self._drops_logged += 1
+        if self._drops_logged <= 3:  # the first few name the problem; the counter has the rest
+            self.log.warn(
+                "dropping a data message from {peer}: {reason}{more}",
+                peer=self.peer,
+                reason=event.reason,
+                more="; further ones are only counted" if self._drops_logged == 3 else "",
+            )
 
     def _on_publish(self, event: s.PublishRequested) -> None:
         self._drop_admission(event.stream_id)  # the client re-published on this stream while waiting
+        if self._over_publish_limit(event):
+            return
         if self.admissions is None:
             self._start_publish(event.stream_id, event.path, None)
             return
@@ -250,13 +298,25 @@ class RTMPServerProtocol(Protocol):
 
     def _on_metadata(self, event: s.MetadataReceived) -> None:
         stream = self._published.get(event.stream_id)
-        if stream is not None:
-            stream.publish_metadata(event.metadata)
+        if stream is None:
+            return
+        if event.altered:
+            if self.factory is not None:
+                self.factory.counters.messages_dropped["metadata_values"] += event.altered
+            self.log.info(
+                "onMetaData of {path} from {peer}: {count} values left out or cut (unsupported types or over the bounds)",
+                path=stream.path,
+                peer=self.peer,
+                count=event.altered,
+            )
+        stream.publish_metadata(event.metadata)
 
     def _on_media(self, event: s.MediaReceived) -> None:
         stream = self._published.get(event.stream_id)
         if stream is not None:
-            stream.publish_media(event.type_id, event.timestamp, event.payload, self.clock.seconds())
+            now = self.clock.seconds()
+            self.last_media = now
+            stream.publish_media(event.type_id, event.timestamp, event.payload, now)
 
     def _on_publish_ended(self, event: s.PublishEnded) -> None:
         stream = self._published.pop(event.stream_id, None)
@@ -312,12 +372,85 @@ class RTMPServerProtocol(Protocol):
     def _handshake_timed_out(self) -> None:
         self._handshake_timer = None
         if not self.session.connection.handshake_done:
-            self.log.warn(
-                "closing RTMP connection from {peer}: handshake not finished within {timeout} s (at handshake)",
-                peer=self.peer,
-                timeout=self.config.handshake_timeout,
+            self._close_for("handshake_timeout", f"handshake not finished within {self.config.limits.handshake_timeout:g} s (at handshake)")
+
+    # -- limits ------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """handshake, connected (nothing to do yet), admitting, publishing, playing or closing."""
+        if self._closed:
+            return "closing"
+        if not self.session.connection.handshake_done:
+            return "handshake"
+        if self._published:
+            return "publishing"
+        if self._players:
+            return "playing"
+        if self._admitting:
+            return "admitting"
+        return "connected"
+
+    def check_limits(self, now: float) -> None:
+        """The factory's sweep: close this connection if one of its time limits passed."""
+        if self._closed or not self.session.connection.handshake_done:
+            return  # the handshake has its own timer
+        limits = self.config.limits
+        if self._published or self._players or self._admitting:
+            self._aimless_since = None
+        elif self._aimless_since is None:
+            self._aimless_since = now
+        elif now - self._aimless_since >= limits.command_timeout:
+            self._close_for("command_timeout", f"no publish or play within {limits.command_timeout:g} s")
+            return
+        if not self._published:
+            self._publishing_since = None
+        elif self._publishing_since is None:
+            self._publishing_since = now  # an admission may have taken long: idle counts from here
+        elif now - max(self.last_media, self._publishing_since) >= limits.idle_publisher_timeout:
+            self._close_for("idle_publisher", f"published no audio or video for {limits.idle_publisher_timeout:g} s")
+            return
+        if self._ping_sent_at is None:
+            if now - self.last_received >= limits.ping_interval:
+                self._ping_sent_at = now
+                self.session.connection.send(m.PingRequest(int((now - self.connected_at) * 1000) & 0xFFFFFFFF))
+                self._flush()
+        elif now - self._ping_sent_at >= limits.ping_timeout:
+            self._close_for(
+                "ping_timeout", f"silent for {now - self.last_received:.0f} s, no answer to a ping within {limits.ping_timeout:g} s"
             )
-            self._close()
+
+    def _over_publish_limit(self, event: s.PublishRequested) -> bool:
+        limit = self.config.limits.max_publishes_per_address
+        if not limit or self.factory is None or self.factory.publishes_from(self.host) < limit:
+            return False
+        self._count_request_refused("max_publishes_per_address")
+        why = f"{limit} streams are already published from {self.host}"
+        self.log.warn("refusing publish of {path} from {peer}: {why}", path=event.path, peer=self.peer, why=why)
+        self.session.reject_publish(event.stream_id, s.Status.PUBLISH_REJECTED, f"Too many streams: {why}.")
+        return True
+
+    def _close_for(self, reason: str, detail: str) -> None:
+        """Close with the one log line that names why."""
+        self.log.warn("closing RTMP connection from {peer}: {detail}", peer=self.peer, detail=detail, reason=reason)
+        self._count_closed(reason)
+        self._flush()
+        self._close()
+
+    def _count_closed(self, reason: str) -> None:
+        if self.factory is not None:
+            self.factory.counters.connections_closed[reason] += 1
+
+    def _count_request_refused(self, reason: str) -> None:
+        if self.factory is not None:
+            self.factory.counters.requests_refused[reason] += 1
+
+    def _fault(self, where: str) -> None:
+        if self.factory is not None:
+            self.factory.counters.faults[where] += 1
+        if where not in self._faults_logged:
+            self._faults_logged.add(where)
+            self.log.failure("handling {where} from {peer} failed; the connection goes on (logged once per kind)", where=where, peer=self.peer)
 
     def _cancel_handshake_timer(self) -> None:
         if self._handshake_timer is not None and self._handshake_timer.active():
@@ -335,6 +468,7 @@ _EVENT_HANDLERS = {
     s.PlayRequested: RTMPServerProtocol._on_play,
     s.PlayEnded: RTMPServerProtocol._on_play_ended,
     s.RequestRefused: RTMPServerProtocol._on_request_refused,
+    MessageDropped: RTMPServerProtocol._on_message_dropped,
 }
 
 
@@ -391,7 +525,14 @@ class _PlayerSink:
 
 
 class RTMPServerFactory(Factory):
-    """``admit(path) -> Deferred``: optional admission hook every publish waits for (see the module doc)."""
+    """``admit(path) -> Deferred``: optional admission hook every publish waits for (see the module doc).
+
+    The factory enforces the count limits (connections in all and per address)
+    and sweeps its connections every ``SWEEP_INTERVAL`` for their time limits.
+    """
+
+    log = Logger()
+    noisy = False
 
     def __init__(self, registry: StreamRegistry, config: ServerConfig = ServerConfig(), clock=None, admit=None) -> None:
         if clock is None:
@@ -400,8 +541,73 @@ class RTMPServerFactory(Factory):
         self.config = config
         self.clock = clock
         self.admissions = Admissions(admit) if admit is not None else None
+        self.connections: set[RTMPServerProtocol] = set()
+        self.counters = LimitCounters()
+        self._by_address: Counter[str] = Counter()
+        self._refusal_log = Throttle()
+        self._sweep_call = None
 
     def buildProtocol(self, addr):
+        host = str(getattr(addr, "host", None) or "?")
+        limits = self.config.limits
+        if limits.max_connections and len(self.connections) >= limits.max_connections:
+            return self._refuse(host, "max_connections", f"{len(self.connections)} connections open (at most {limits.max_connections})")
+        if limits.max_connections_per_address and self._by_address[host] >= limits.max_connections_per_address:
+            return self._refuse(
+                host,
+                "max_connections_per_address",
+                f"{self._by_address[host]} connections open from {host} (at most {limits.max_connections_per_address})",
+            )
         protocol = RTMPServerProtocol(self.registry, self.config, self.clock, self.admissions)
         protocol.factory = self
         return protocol
+
+    def _refuse(self, host: str, reason: str, detail: str) -> None:
+        """Twisted closes a connection whose factory builds no protocol, before reading a byte."""
+        self.counters.connections_refused[reason] += 1
+        held = self._refusal_log.allow((reason, host), self.clock.seconds())
+        if held is not None:
+            self.log.warn(
+                "refusing an RTMP connection from {host}: {detail}{held}",
+                host=host,
+                detail=detail,
+                held=f" ({held} more refused since the last line)" if held else "",
+                reason=reason,
+            )
+        return None
+
+    # -- what the limits count -------------------------------------------------------
+
+    def connection_opened(self, protocol: RTMPServerProtocol) -> None:
+        self.connections.add(protocol)
+        self._by_address[protocol.host] += 1
+        if self._sweep_call is None:
+            self._sweep_call = self.clock.callLater(SWEEP_INTERVAL, self._sweep)
+
+    def connection_closed(self, protocol: RTMPServerProtocol) -> None:
+        if protocol in self.connections:
+            self.connections.discard(protocol)
+            left = self._by_address[protocol.host] - 1
+            if left > 0:
+                self._by_address[protocol.host] = left
+            else:
+                del self._by_address[protocol.host]
+
+    def publishes_from(self, host: str) -> int:
+        return sum(len(p._published) + len(p._admitting) for p in self.connections if p.host == host)
+
+    def connections_by_state(self) -> Counter[str]:
+        return Counter(protocol.state for protocol in self.connections)
+
+    def _sweep(self) -> None:
+        self._sweep_call = None
+        now = self.clock.seconds()
+        for protocol in list(self.connections):
+            protocol.check_limits(now)
+        if self.connections:
+            self._sweep_call = self.clock.callLater(SWEEP_INTERVAL, self._sweep)
+
+    def stopFactory(self) -> None:
+        if self._sweep_call is not None and self._sweep_call.active():
+            self._sweep_call.cancel()
+        self._sweep_call = None

@@ -241,9 +241,11 @@ class _Limits:
 
     __slots__ = ("max_depth", "max_values", "values", "deepest")
 
-    def __init__(self, max_depth: int, input_size: int) -> None:
+    def __init__(self, max_depth: int, input_size: int, max_values: int | None = None) -> None:
         self.max_depth = max_depth
         self.max_values = input_size + MAX_REFERENCE_EXPANSION
+        if max_values is not None and max_values < self.max_values:
+            self.max_values = max_values
         self.values = 0  # counted by the decoders, one per value read
         self.deepest = 0  # deepest nesting level reached in the open container
 
@@ -322,7 +324,10 @@ class _Decoder:
         reader = _READERS.get(marker)
         if reader is None:
             raise AMFError(f"unknown AMF0 type marker 0x{marker:02x}", _at(offset))
-        self._limits.values += 1
+        limits = self._limits
+        limits.values += 1
+        if limits.values > limits.max_values:
+            raise AMFError(f"more than {limits.max_values} values", _at(offset))
         return reader(self, offset + 1, depth)
 
     def _number(self, offset: int, depth: int) -> tuple[float, int]:
@@ -459,23 +464,26 @@ _READERS: dict[int, _Reader] = {
 
 
 def decode(
-    data: bytes | bytearray | memoryview, offset: int = 0, *, max_depth: int = 64
+    data: bytes | bytearray | memoryview, offset: int = 0, *, max_depth: int = 64, max_values: int | None = None
 ) -> tuple[Any, int]:
     """Decode the AMF0 value at ``offset``; return it and the offset after it.
 
     Bytes after the value are left alone.  ``max_depth`` bounds how many
-    containers may nest (0 allows scalars only, at most ``MAX_DEPTH``).
+    containers may nest (0 allows scalars only, at most ``MAX_DEPTH``);
+    ``max_values`` how many values may be read (the work a decode may do).
     """
     with _byte_view(data) as view:
         _check_arguments(view, offset, max_depth)
-        return _Decoder(view, _Limits(max_depth, len(view))).value(offset, 1)
+        return _Decoder(view, _Limits(max_depth, len(view), max_values)).value(offset, 1)
 
 
-def decode_all(data: bytes | bytearray | memoryview, *, max_depth: int = 64) -> list[Any]:
+def decode_all(
+    data: bytes | bytearray | memoryview, *, max_depth: int = 64, max_values: int | None = None
+) -> list[Any]:
     """Decode every AMF0 value in ``data`` (one reference table for them all)."""
     with _byte_view(data) as view:
         _check_arguments(view, 0, max_depth)
-        decoder = _Decoder(view, _Limits(max_depth, len(view)))
+        decoder = _Decoder(view, _Limits(max_depth, len(view), max_values))
         values = []
         offset = 0
         while offset < len(view):

@@ -105,7 +105,10 @@ class _Decoder:
         reader = _READERS.get(marker)
         if reader is None:
             raise AMFError(f"unknown AMF3 type marker 0x{marker:02x}", amf0._at(offset))
-        self._limits.values += 1
+        limits = self._limits
+        limits.values += 1
+        if limits.values > limits.max_values:
+            raise AMFError(f"more than {limits.max_values} values", amf0._at(offset))
         return reader(self, offset + 1, depth)
 
     # -- building blocks

@@ -84,11 +84,22 @@ MIN_CHUNK_STREAM_ID = 2
 MAX_CHUNK_STREAM_ID = 65599
 #: The message length field is 24 bits.
 MAX_MESSAGE_LENGTH = 0xFFFFFF
-DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: The largest message accepted. Far above a real frame (a 1080p IDR is a few
+#: hundred kB, a 4K one 1-2 MB) and well under what the 24-bit field allows;
+#: nginx-rtmp's ``max_message`` is 1 MB.
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 #: How many chunk streams may have a message half-received at once. Real peers
-#: interleave two or three (audio, video, a command); this bounds the memory a
-#: hostile peer can pin to ``max_in_progress * max_message_size``.
-DEFAULT_MAX_IN_PROGRESS = 64
+#: interleave two or three (audio, video, a command).
+DEFAULT_MAX_IN_PROGRESS = 8
+#: How many chunk stream ids one connection may use. Real peers use a handful
+#: below 10; nginx-rtmp refuses ids from 32 up (its ``max_streams``).
+DEFAULT_MAX_CHUNK_STREAMS = 64
+#: Bound on the declared lengths of all messages in progress on one connection:
+#: what a peer can make us hold without completing anything.
+DEFAULT_MAX_PENDING_BYTES = 2 * DEFAULT_MAX_MESSAGE_SIZE
+#: The largest chunk size a peer may set. A chunk larger than any message we
+#: accept changes nothing, so this is a sanity bound: nginx-rtmp's is 10 MB.
+DEFAULT_MAX_PEER_CHUNK_SIZE = 10 * 1024 * 1024
 
 _EXTENDED = 0xFFFFFF
 _U32 = 0xFFFFFFFF
@@ -222,7 +233,10 @@ class ChunkReader:
     input than one incomplete chunk header (at most 18 bytes): chunk data goes
     straight into the message it belongs to. Each message in progress is
     bounded by ``max_message_size`` and at most ``max_in_progress`` chunk
-    streams may have one at a time.
+    streams may have one at a time, at most ``max_chunk_streams`` chunk
+    stream ids may be used, the declared lengths of the messages in progress
+    add up to at most ``max_pending_bytes``, and the peer may set a chunk
+    size of at most ``max_peer_chunk_size``.
 
     Errors raise ``ChunkStreamError`` whose ``where`` names the stream byte at
     which the offending chunk header starts (counting from the first byte fed)
@@ -236,12 +250,19 @@ class ChunkReader:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         *,
         max_in_progress: int = DEFAULT_MAX_IN_PROGRESS,
+        max_chunk_streams: int = DEFAULT_MAX_CHUNK_STREAMS,
+        max_pending_bytes: int | None = None,
+        max_peer_chunk_size: int = DEFAULT_MAX_PEER_CHUNK_SIZE,
     ) -> None:
         if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"chunk size {chunk_size} is outside 1..{MAX_CHUNK_SIZE}")
         self._chunk_size = chunk_size
         self.max_message_size = max_message_size
         self.max_in_progress = max_in_progress
+        self.max_chunk_streams = max_chunk_streams
+        self.max_pending_bytes = 2 * max_message_size if max_pending_bytes is None else max_pending_bytes
+        self.max_peer_chunk_size = min(max_peer_chunk_size, MAX_CHUNK_SIZE)
+        self._pending_bytes = 0  # declared lengths of the messages in progress
         #: Every byte ever given to ``feed``.
         self.bytes_received = 0
         self._streams: dict[int, _InStream] = {}
@@ -420,7 +441,14 @@ class ChunkReader:
                     f"more than {self.max_in_progress} chunk streams with a message in progress",
                     self._where(self._chunk_start, csid),
                 )
+            if self._pending_bytes + length > self.max_pending_bytes:
+                raise ChunkStreamError(
+                    f"messages in progress would add up to {self._pending_bytes + length} bytes, "
+                    f"above the limit of {self.max_pending_bytes}",
+                    self._where(self._chunk_start, csid),
+                )
             self._in_progress += 1
+            self._pending_bytes += length
             chunk_size = self._chunk_size
             if length <= chunk_size and end - pos >= length:
                 # The whole message is in this one chunk, and here: one copy.
@@ -453,6 +481,8 @@ class ChunkReader:
     def _new_stream(self, csid: int, length: int, offset: int) -> _InStream:
         if length > self.max_message_size:
             raise self._too_long(csid, length, offset)
+        if len(self._streams) >= self.max_chunk_streams:
+            raise ChunkStreamError(f"more than {self.max_chunk_streams} chunk stream ids", self._where(offset, csid))
         cs = self._streams[csid] = _InStream(csid)
         return cs
 
@@ -476,6 +506,7 @@ class ChunkReader:
         payload = bytes(cs.payload)
         cs.payload = None
         self._in_progress -= 1
+        self._pending_bytes -= cs.length
         type_id = cs.type_id
         out.append(Message(type_id, payload, cs.timestamp, cs.stream_id, cs.csid))
         apply = _APPLY.get(type_id)
@@ -489,6 +520,8 @@ class ChunkReader:
         size = _unpack_be_u32(payload)[0]
         if not 1 <= size <= MAX_CHUNK_SIZE:
             raise ChunkStreamError(f"bad chunk size {size} (must be 1..{MAX_CHUNK_SIZE})", where)
+        if size > self.max_peer_chunk_size:
+            raise ChunkStreamError(f"chunk size {size} is above the limit of {self.max_peer_chunk_size}", where)
         self._chunk_size = size
 
     def _apply_abort(self, payload: bytes, csid: int) -> None:
@@ -501,6 +534,7 @@ class ChunkReader:
             cs.payload = None
             cs.remaining = 0
             self._in_progress -= 1
+            self._pending_bytes -= cs.length
 
 
 _APPLY: dict[int, Callable[[ChunkReader, bytes, int], None]] = {

@@ -13,16 +13,24 @@ import enum
 
 import attrs
 
-from rtmprelay.errors import ChunkStreamError
+from rtmprelay.errors import ChunkStreamError, MessageError
 from rtmprelay.rtmp import messages as m
-from rtmprelay.rtmp.chunks import ChunkReader, ChunkWriter, Message, default_chunk_stream_id
+from rtmprelay.rtmp.chunks import (
+    DEFAULT_MAX_CHUNK_STREAMS,
+    DEFAULT_MAX_IN_PROGRESS,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PEER_CHUNK_SIZE,
+    MAX_MESSAGE_LENGTH,
+    ChunkReader,
+    ChunkWriter,
+    Message,
+    default_chunk_stream_id,
+)
 from rtmprelay.rtmp.handshake import ClientHandshake, ServerHandshake
 
 #: What we ask peers to use and use ourselves; ffmpeg and nginx use 4096 too.
 DEFAULT_OUT_CHUNK_SIZE = 4096
 DEFAULT_WINDOW_ACK_SIZE = 2_500_000
-#: Far above any real frame (a 4K IDR is a few MB) yet bounds a hostile length field.
-DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 
 class Role(enum.Enum):
@@ -44,8 +52,31 @@ class MessageReceived:
 
 
 @attrs.frozen
+class MessageDropped:
+    """A data message (onMetaData, onTextData, ...) that could not be read or was over its
+    bounds: dropped, the connection goes on. ``reason`` names what and where."""
+
+    type_id: int
+    stream_id: int
+    reason: str
+
+
+def _message_size(instance, attribute, value: int) -> None:
+    if not 1 <= value <= MAX_MESSAGE_LENGTH:
+        raise ValueError(f"{attribute.name} {value} is outside 1..{MAX_MESSAGE_LENGTH} (the 24-bit length field)")
+
+
+@attrs.frozen
 class ConnectionConfig:
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    """What one connection accepts from its peer (every bound has a default a real peer never reaches)."""
+
+    max_message_size: int = attrs.field(default=DEFAULT_MAX_MESSAGE_SIZE, validator=_message_size)
+    max_peer_chunk_size: int = DEFAULT_MAX_PEER_CHUNK_SIZE
+    max_chunk_streams: int = DEFAULT_MAX_CHUNK_STREAMS
+    max_messages_in_progress: int = DEFAULT_MAX_IN_PROGRESS
+    #: Declared bytes of all messages in progress; None: twice ``max_message_size``.
+    max_pending_bytes: int | None = None
+    amf: m.AmfLimits = m.DEFAULT_AMF_LIMITS
     out_chunk_size: int = DEFAULT_OUT_CHUNK_SIZE
     handshake_scheme: str = "digest"  # client side only
 
@@ -59,7 +90,13 @@ class Connection:
         self._handshake = (
             ServerHandshake() if role is Role.SERVER else ClientHandshake(scheme=config.handshake_scheme)
         )
-        self._reader = ChunkReader(max_message_size=config.max_message_size)
+        self._reader = ChunkReader(
+            max_message_size=config.max_message_size,
+            max_in_progress=config.max_messages_in_progress,
+            max_chunk_streams=config.max_chunk_streams,
+            max_pending_bytes=config.max_pending_bytes,
+            max_peer_chunk_size=config.max_peer_chunk_size,
+        )
         self._writer = ChunkWriter()
         self._outbound = bytearray()
         self._handshake_done = False
@@ -87,8 +124,16 @@ class Connection:
             data = self._handshake.leftover
             if not data:
                 return events
+        amf = self.config.amf
         for raw in self._reader.feed(data):
-            body = m.decode_body(raw.type_id, raw.payload)
+            try:
+                body = m.decode_body(raw.type_id, raw.payload, amf)
+            except MessageError as error:
+                if raw.type_id not in m.DATA_TYPES:
+                    raise
+                # Metadata is not worth a connection: nginx-rtmp and SRS skip what they cannot read.
+                events.append(MessageDropped(raw.type_id, raw.stream_id, str(error)))
+                continue
             self._handle_control(body)
             events.append(MessageReceived(body, raw.timestamp, raw.stream_id, raw.chunk_stream_id))
         self._maybe_acknowledge()

@@ -24,7 +24,10 @@ from rtmprelay.rtmp import amf0
 from rtmprelay.rtmp.chunks import Message
 
 __all__ = [
+    "DATA_TYPES",
+    "DEFAULT_AMF_LIMITS",
     "Abort",
+    "AmfLimits",
     "Acknowledgement",
     "Aggregate",
     "Audio",
@@ -382,9 +385,30 @@ def _where(label: str, amf_where: str | None, skipped: int) -> str:
     return f"{label}, {amf_where}" if amf_where else label
 
 
-def _amf_values(payload: bytes, type_id: int, *, format_byte: bool) -> list:
+@attrs.frozen
+class AmfLimits:
+    """What decoding one command or data message may cost.
+
+    A message of AMF is decoded on the reactor thread: a 64 KiB one of
+    tiny values takes ~15 ms in Python, a 16 MiB one seconds. Real commands
+    and onMetaData are under 2 KiB and a few dozen values.
+    """
+
+    max_bytes: int = 64 * 1024
+    max_values: int = 4096
+    max_depth: int = 16
+
+
+DEFAULT_AMF_LIMITS = AmfLimits()
+
+
+def _amf_values(payload: bytes, type_id: int, *, format_byte: bool, limits: AmfLimits = DEFAULT_AMF_LIMITS) -> list:
     """The AMF0 values of a payload; types 15 and 17 first have a 0x00 format byte."""
     label = _label(type_id)
+    if len(payload) > limits.max_bytes:
+        raise MessageError(
+            f"{label} of {len(payload)} bytes is above the limit of {limits.max_bytes}", f"{label}, offset 0"
+        )
     data: bytes | memoryview = payload
     skipped = 0
     if format_byte:
@@ -397,13 +421,13 @@ def _amf_values(payload: bytes, type_id: int, *, format_byte: bool) -> list:
         data = memoryview(payload)[1:]
         skipped = 1
     try:
-        return amf0.decode_all(data)
+        return amf0.decode_all(data, max_depth=limits.max_depth, max_values=limits.max_values)
     except AMFError as error:
         raise MessageError(f"{label}: {error.what}", _where(label, error.where, skipped)) from error
 
 
-def _command(payload: bytes, type_id: int, *, amf3: bool) -> Command:
-    values = _amf_values(payload, type_id, format_byte=amf3)
+def _command(payload: bytes, type_id: int, *, amf3: bool, limits: AmfLimits) -> Command:
+    values = _amf_values(payload, type_id, format_byte=amf3, limits=limits)
     label = _label(type_id)
     offset = 1 if amf3 else 0
     if not values or not isinstance(values[0], str):
@@ -420,20 +444,20 @@ def _command(payload: bytes, type_id: int, *, amf3: bool) -> Command:
     return Command(name, float(transaction_id), command_object, tuple(values[3:]), amf3)
 
 
-def _decode_command_amf0(payload: bytes) -> Command:
-    return _command(payload, MessageType.COMMAND_AMF0, amf3=False)
+def _decode_command_amf0(payload: bytes, limits: AmfLimits) -> Command:
+    return _command(payload, MessageType.COMMAND_AMF0, amf3=False, limits=limits)
 
 
-def _decode_command_amf3(payload: bytes) -> Command:
-    return _command(payload, MessageType.COMMAND_AMF3, amf3=True)
+def _decode_command_amf3(payload: bytes, limits: AmfLimits) -> Command:
+    return _command(payload, MessageType.COMMAND_AMF3, amf3=True, limits=limits)
 
 
-def _decode_data_amf0(payload: bytes) -> Data:
-    return Data(tuple(_amf_values(payload, MessageType.DATA_AMF0, format_byte=False)))
+def _decode_data_amf0(payload: bytes, limits: AmfLimits) -> Data:
+    return Data(tuple(_amf_values(payload, MessageType.DATA_AMF0, format_byte=False, limits=limits)))
 
 
-def _decode_data_amf3(payload: bytes) -> Data:
-    return Data(tuple(_amf_values(payload, MessageType.DATA_AMF3, format_byte=True)), amf3=True)
+def _decode_data_amf3(payload: bytes, limits: AmfLimits) -> Data:
+    return Data(tuple(_amf_values(payload, MessageType.DATA_AMF3, format_byte=True, limits=limits)), amf3=True)
 
 
 # Replies go out as AMF0 (types 20 and 18) whatever ``amf3`` says, as the
@@ -458,11 +482,17 @@ _DECODERS: dict[int, _Decoder] = {
     MessageType.AUDIO: lambda payload: Audio(bytes(payload)),
     MessageType.VIDEO: lambda payload: Video(bytes(payload)),
     MessageType.AGGREGATE: lambda payload: Aggregate(bytes(payload)),
+}
+
+#: Messages of AMF values: what decoding them may cost is bounded (``AmfLimits``).
+_AMF_DECODERS: dict[int, Callable[[bytes, AmfLimits], Body]] = {
     MessageType.DATA_AMF3: _decode_data_amf3,
     MessageType.COMMAND_AMF3: _decode_command_amf3,
     MessageType.DATA_AMF0: _decode_data_amf0,
     MessageType.COMMAND_AMF0: _decode_command_amf0,
 }
+#: Data messages (onMetaData, onTextData, ...): a bad one can be dropped without losing the stream.
+DATA_TYPES = frozenset((MessageType.DATA_AMF0, MessageType.DATA_AMF3))
 
 _ENCODERS: dict[type, _Encoder] = {
     **{cls: _control_encoder(type_id, layout) for cls, (type_id, layout) in _CONTROL_LAYOUTS.items()},
@@ -490,16 +520,20 @@ def encode_body(body: Body) -> tuple[int, bytes]:
     return int(type_id), payload
 
 
-def decode_body(type_id: int, payload: bytes) -> Body:
+def decode_body(type_id: int, payload: bytes, amf_limits: AmfLimits = DEFAULT_AMF_LIMITS) -> Body:
     """The body of a message of ``type_id``; ``Unknown`` for types we do not read.
 
-    Malformed payloads raise ``MessageError(what, where)``, ``where`` naming
-    the message kind and the payload offset.
+    Malformed payloads, and AMF messages over ``amf_limits``, raise
+    ``MessageError(what, where)``, ``where`` naming the message kind and the
+    payload offset.
     """
     decoder = _DECODERS.get(type_id)
-    if decoder is None:
-        return Unknown(type_id, bytes(payload))
-    return decoder(payload)
+    if decoder is not None:
+        return decoder(payload)
+    amf_decoder = _AMF_DECODERS.get(type_id)
+    if amf_decoder is not None:
+        return amf_decoder(payload, amf_limits)
+    return Unknown(type_id, bytes(payload))
 
 
 # -- aggregate messages

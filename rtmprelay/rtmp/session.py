@@ -30,9 +30,11 @@ from rtmprelay.rtmp.connection import (
     Connection,
     ConnectionConfig,
     HandshakeCompleted,
+    MessageDropped,
     MessageReceived,
     Role,
 )
+from rtmprelay.media.metadata import sanitize_metadata
 
 # Chunk stream ids for what a session sends (ffmpeg's and nginx's choices).
 CSID_COMMAND = 3
@@ -148,7 +150,10 @@ class MediaReceived:
 class MetadataReceived:
     stream_id: int
     timestamp: int
+    #: Plain, bounded values only (``rtmprelay.media.metadata``).
     metadata: dict
+    #: Values the publisher sent that were left out or cut.
+    altered: int = 0
 
 
 @attrs.frozen
@@ -218,7 +223,7 @@ class ServerSession:
                 handler = _SERVER_HANDLERS.get(type(event.body))
                 if handler is not None:
                     handler(self, event, events)
-            elif type(event) is HandshakeCompleted:
+            elif type(event) is HandshakeCompleted or type(event) is MessageDropped:
                 events.append(event)
         return events
 
@@ -427,7 +432,8 @@ class ServerSession:
         if values and values[0] == "@setDataFrame":
             values = values[1:]
         if len(values) >= 2 and values[0] == "onMetaData" and isinstance(values[1], dict):
-            events.append(MetadataReceived(event.stream_id, event.timestamp, dict(values[1])))
+            kept = sanitize_metadata(values[1])
+            events.append(MetadataReceived(event.stream_id, event.timestamp, kept.metadata, kept.altered))
 
     def _on_media(self, event: MessageReceived, events: list) -> None:
         stream = self._streams.get(event.stream_id)
@@ -442,11 +448,21 @@ class ServerSession:
         stream = self._streams.get(event.stream_id)
         if stream is None or stream.state is not _NetStream.PUBLISHING:
             return
-        for inner in m.split_aggregate(event.body.payload, event.timestamp, stream_id=event.stream_id):
+        try:
+            inners = m.split_aggregate(event.body.payload, event.timestamp, stream_id=event.stream_id)
+        except MessageError as error:
+            # Media, not the connection's control: a broken bundle costs its frames only.
+            events.append(MessageDropped(m.MessageType.AGGREGATE, event.stream_id, str(error)))
+            return
+        for inner in inners:
             if inner.type_id in (m.MessageType.AUDIO, m.MessageType.VIDEO):
                 events.append(MediaReceived(event.stream_id, inner.type_id, inner.timestamp, inner.payload))
             elif inner.type_id == m.MessageType.DATA_AMF0:
-                body = m.decode_body(inner.type_id, inner.payload)
+                try:
+                    body = m.decode_body(inner.type_id, inner.payload, self.connection.config.amf)
+                except MessageError as error:
+                    events.append(MessageDropped(inner.type_id, event.stream_id, str(error)))
+                    continue
                 self._on_data(MessageReceived(body, inner.timestamp, event.stream_id, event.chunk_stream_id), events)
 
     def _on_unknown(self, event: MessageReceived, events: list) -> None:

@@ -10,8 +10,19 @@ from twisted.web import pages, resource, server
 from rtmprelay.relay.registry import StreamRegistry
 from rtmprelay.web.api import HealthResource, StreamsResource, json_safe, stream_info
 from rtmprelay.web.hls import MEDIA_FILES, HlsResource
+from rtmprelay.web.limits import HttpLimits, LimitedSite
 
-__all__ = ["HealthResource", "HlsResource", "MEDIA_FILES", "StreamsResource", "json_safe", "make_site", "stream_info"]
+__all__ = [
+    "HealthResource",
+    "HlsResource",
+    "HttpLimits",
+    "LimitedSite",
+    "MEDIA_FILES",
+    "StreamsResource",
+    "json_safe",
+    "make_site",
+    "stream_info",
+]
 
 
 class _Folder(resource.Resource):
@@ -32,6 +43,7 @@ def make_site(
     clock: IReactorTime,
     lag=None,
     hls=None,
+    limits: HttpLimits = HttpLimits(),
 ) -> server.Site:
     """``/hls/...``, ``/health`` and ``/api/streams``; ``clock.seconds() - started_at`` is the uptime.
 
@@ -43,7 +55,7 @@ def make_site(
     api = _Folder()
     api.putChild(b"streams", StreamsResource(registry, hls=hls))
     root.putChild(b"api", api)
-    site = server.Site(root)
+    site = LimitedSite(root, limits, reactor=clock)
     site.displayTracebacks = False
     site.noisy = False
     return site

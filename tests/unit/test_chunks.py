@@ -567,7 +567,9 @@ def test_round_trip_random_traffic(traffic, initial, data):
         expected.append(message)
     wire = bytes(wire)
     cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=30))
-    assert feed_split(wire, cuts, ChunkReader(initial)) == expected
+    # The codec under test, not the connection limits: every legal chunk size and id.
+    reader = ChunkReader(initial, max_chunk_streams=MAX_CHUNK_STREAM_ID, max_peer_chunk_size=0x7FFFFFFF)
+    assert feed_split(wire, cuts, reader) == expected
 
 
 # --- hostile input --------------------------------------------------------------------
@@ -635,7 +637,7 @@ def test_new_header_while_a_message_is_in_progress():
 
 
 def test_too_many_chunk_streams_in_progress():
-    reader = ChunkReader(max_in_progress=64)
+    reader = ChunkReader(max_in_progress=64, max_chunk_streams=100, max_pending_bytes=10**6)
     offset = 0
     for csid in range(3, 3 + 64):
         part = fmt0(basic(csid), 0, 200, 9, 1) + bytes(128)
@@ -648,7 +650,7 @@ def test_too_many_chunk_streams_in_progress():
 
 
 def test_completed_messages_free_their_slot():
-    reader = ChunkReader(max_in_progress=2)
+    reader = ChunkReader(max_in_progress=2, max_chunk_streams=1000)
     for csid in range(3, 400):
         assert len(reader.feed(fmt0(basic(csid), 0, 1, 9, 1) + b"x")) == 1
 
@@ -696,3 +698,38 @@ def test_fmt0_header_layout_matches_the_spec_diagram():
     wire = ChunkWriter().write(Message(0x12, bytes(0x0A0B0C), 0x010203, 0x04050607, 3))
     assert struct.unpack(">B3s3sB", wire[:8]) == (3, b"\x01\x02\x03", b"\x0a\x0b\x0c", 0x12)
     assert wire[8:12] == (0x04050607).to_bytes(4, "little")
+
+
+def test_too_many_chunk_stream_ids():
+    reader = ChunkReader()
+    offset = 0
+    for csid in range(3, 3 + 64):
+        part = fmt0(basic(csid), 0, 1, 9, 1) + b"x"
+        assert len(reader.feed(part)) == 1
+        offset += len(part)
+    with pytest.raises(ChunkStreamError) as caught:
+        reader.feed(fmt0(basic(67), 0, 1, 9, 1) + b"x")
+    assert caught.value.what == "more than 64 chunk stream ids"
+    assert caught.value.where == f"stream byte {offset}, chunk stream 67"
+
+
+def test_bytes_in_progress_are_bounded_per_connection():
+    reader = ChunkReader(max_message_size=1000, max_pending_bytes=2500)
+    reader.feed(fmt0(basic(3), 0, 1000, 9, 1) + bytes(128))
+    reader.feed(fmt0(basic(4), 0, 1000, 9, 1) + bytes(128))
+    with pytest.raises(ChunkStreamError) as caught:
+        reader.feed(fmt0(basic(5), 0, 1000, 9, 1))
+    assert caught.value.what == "messages in progress would add up to 3000 bytes, above the limit of 2500"
+    # Completed messages give their bytes back.
+    reader = ChunkReader(chunk_size=1000, max_message_size=1000, max_pending_bytes=1000)
+    for _ in range(10):
+        assert len(reader.feed(fmt0(basic(3), 0, 1000, 9, 1) + bytes(1000))) == 1
+
+
+def test_chunk_size_a_peer_may_set_is_bounded():
+    reader = ChunkReader(max_peer_chunk_size=65536)
+    reader.feed(fmt0(b"\x02", 0, 4, 1, 0) + (65536).to_bytes(4, "big"))
+    assert reader.chunk_size == 65536
+    with pytest.raises(ChunkStreamError) as caught:
+        reader.feed(fmt0(b"\x02", 0, 4, 1, 0) + (65537).to_bytes(4, "big"))
+    assert caught.value.what == "chunk size 65537 is above the limit of 65536"

@@ -121,14 +121,14 @@ def test_handshake_that_stalls_is_closed_with_a_log_line(factory, clock):
     protocol.makeConnection(transport)
     protocol.dataReceived(b"\x03" + b"\x00" * 100)  # C0 and part of C1, then nothing
     with capturedLogs() as logs:
-        clock.advance(factory.config.handshake_timeout + 0.1)
+        clock.advance(factory.config.limits.handshake_timeout + 0.1)
     assert transport.disconnecting
     assert any("handshake not finished" in line for line in log_lines(logs))
 
 
 def test_completed_handshake_is_not_timed_out(factory, clock):
     peer = publish(factory)
-    clock.advance(factory.config.handshake_timeout + 1)
+    clock.advance(factory.config.limits.handshake_timeout + 1)
     assert not peer.closed
 
 

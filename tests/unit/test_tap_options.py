@@ -110,3 +110,25 @@ def test_cloud_webhooks_without_the_lookup_for_on_premise_hls():
     listeners = [type(listener).__name__ for listener in service.registry._listeners]
     assert "Forwarding" not in listeners and {"HlsOutput", "CloudAnnouncer"} <= set(listeners)
     assert all(not isinstance(listener, Forwarding) for listener in service.registry._listeners)
+
+
+def test_limit_options_reach_the_server_and_web_configs():
+    options = parse(
+        "--max-message-size", "1000000", "--max-chunk-size", "65536", "--max-amf-values", "100",
+        "--command-timeout", "3", "--idle-publisher-timeout", "4", "--ping-interval", "5", "--ping-timeout", "6",
+        "--max-connections", "7", "--max-connections-per-address", "0", "--max-publishes-per-address", "2",
+        "--http-request-timeout", "8", "--http-max-body", "10",
+    )
+    config, http = options["server-config"], options["http-limits"]
+    assert config.connection.max_message_size == 1_000_000
+    assert config.connection.max_peer_chunk_size == 65536
+    assert config.connection.amf.max_values == 100
+    limits = config.limits
+    assert (limits.command_timeout, limits.idle_publisher_timeout, limits.ping_interval, limits.ping_timeout) == (3, 4, 5, 6)
+    assert (limits.max_connections, limits.max_connections_per_address, limits.max_publishes_per_address) == (7, 0, 2)
+    assert (http.request_timeout, http.max_body_bytes) == (8, 10)
+
+
+def test_a_message_size_over_the_length_field_is_a_usage_error():
+    with pytest.raises(usage.UsageError, match="24-bit"):
+        parse("--max-message-size", str(16 * 1024 * 1024))
