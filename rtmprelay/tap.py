@@ -35,6 +35,8 @@ from rtmprelay.rtmp.connection import ConnectionConfig
 from rtmprelay.rtmp.messages import DEFAULT_AMF_LIMITS, AmfLimits
 from rtmprelay.web import HttpLimits, make_site
 
+_SERVER_LIMITS = ServerLimits()
+_HTTP_LIMITS = HttpLimits()
 DEFAULT_RTMP_ENDPOINT = "tcp:1935"
 DEFAULT_HTTP_ENDPOINT = "tcp:8888"
 DEFAULT_HLS_DIR = "hls"
@@ -109,24 +111,24 @@ class Options(usage.Options):
         ["max-amf-values", None, DEFAULT_AMF_LIMITS.max_values, "Values one AMF message may hold.", _positive_int],
         ["max-amf-depth", None, DEFAULT_AMF_LIMITS.max_depth, "Nesting one AMF message may have.", _positive_int],
         ["handshake-timeout", None, DEFAULT_HANDSHAKE_TIMEOUT, "Seconds a client has to finish the handshake.", _positive_float],
-        ["command-timeout", None, ServerLimits.command_timeout,
+        ["command-timeout", None, _SERVER_LIMITS.command_timeout,
          "Seconds a connection may go without publishing or playing (after the handshake, or after its "
          "last stream ended) before it is closed.", _positive_float],
-        ["idle-publisher-timeout", None, ServerLimits.idle_publisher_timeout,
+        ["idle-publisher-timeout", None, _SERVER_LIMITS.idle_publisher_timeout,
          "Seconds a publisher may send no audio or video before it is closed and its path freed.", _positive_float],
-        ["ping-interval", None, ServerLimits.ping_interval, "Seconds of silence from a peer before it is pinged.", _positive_float],
-        ["ping-timeout", None, ServerLimits.ping_timeout,
+        ["ping-interval", None, _SERVER_LIMITS.ping_interval, "Seconds of silence from a peer before it is pinged.", _positive_float],
+        ["ping-timeout", None, _SERVER_LIMITS.ping_timeout,
          "Seconds a pinged peer has to say anything before it is closed.", _positive_float],
-        ["max-connections", None, ServerLimits.max_connections, "RTMP connections open at once (0: no limit).", _non_negative_int],
-        ["max-connections-per-address", None, ServerLimits.max_connections_per_address,
+        ["max-connections", None, _SERVER_LIMITS.max_connections, "RTMP connections open at once (0: no limit).", _non_negative_int],
+        ["max-connections-per-address", None, _SERVER_LIMITS.max_connections_per_address,
          "RTMP connections open at once from one address (0: no limit).", _non_negative_int],
-        ["max-publishes-per-address", None, ServerLimits.max_publishes_per_address,
+        ["max-publishes-per-address", None, _SERVER_LIMITS.max_publishes_per_address,
          "Streams published at once from one address (0: no limit).", _non_negative_int],
-        ["http-request-timeout", None, HttpLimits.request_timeout,
+        ["http-request-timeout", None, _HTTP_LIMITS.request_timeout,
          "Seconds an HTTP request (line, headers, body) may take to arrive.", _positive_float],
-        ["http-idle-timeout", None, HttpLimits.idle_timeout, "Seconds an idle HTTP connection is kept.", _positive_float],
-        ["http-max-body", None, HttpLimits.max_body_bytes, "Largest HTTP request body, in bytes.", _non_negative_int],
-        ["http-max-connections", None, HttpLimits.max_connections, "HTTP connections open at once.", _positive_int],
+        ["http-idle-timeout", None, _HTTP_LIMITS.idle_timeout, "Seconds an idle HTTP connection is kept.", _positive_float],
+        ["http-max-body", None, _HTTP_LIMITS.max_body_bytes, "Largest HTTP request body, in bytes.", _non_negative_int],
+        ["http-max-connections", None, _HTTP_LIMITS.max_connections, "HTTP connections open at once.", _positive_int],
         ["gop-cache-bytes", None, DEFAULT_GOP_CACHE_BYTES,
          "Bound on the frames kept since the last keyframe for players that join late.", _positive_int],
         ["profile", None, None,

@@ -39,7 +39,7 @@ from rtmprelay.relay.limits import LimitCounters, ServerLimits, Throttle
 from rtmprelay.relay.registry import LiveStream, StreamRegistry
 from rtmprelay.relay.transport import KeyframeGate, set_tcp_nodelay
 
-DEFAULT_HANDSHAKE_TIMEOUT = ServerLimits.handshake_timeout
+DEFAULT_HANDSHAKE_TIMEOUT = ServerLimits().handshake_timeout
 CLOSE_GRACE_SECONDS = 5.0
 #: How often the factory checks every connection's timeouts (they fire up to this late).
 SWEEP_INTERVAL = 1.0

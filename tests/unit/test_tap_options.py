@@ -132,3 +132,14 @@ def test_limit_options_reach_the_server_and_web_configs():
 def test_a_message_size_over_the_length_field_is_a_usage_error():
     with pytest.raises(usage.UsageError, match="24-bit"):
         parse("--max-message-size", str(16 * 1024 * 1024))
+
+
+def test_limit_defaults_are_the_documented_ones():
+    from rtmprelay.relay.limits import ServerLimits
+    from rtmprelay.rtmp.connection import ConnectionConfig
+    from rtmprelay.web import HttpLimits
+
+    options = parse()
+    assert options["server-config"].limits == ServerLimits()
+    assert options["server-config"].connection == ConnectionConfig()
+    assert options["http-limits"] == HttpLimits()
