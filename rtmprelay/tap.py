@@ -30,7 +30,12 @@ from rtmprelay.relay.lag import ReactorLagMonitor
 from rtmprelay.relay.limits import ServerLimits
 from rtmprelay.relay.registry import DEFAULT_GOP_CACHE_BYTES, StreamRegistry
 from rtmprelay.relay.server import DEFAULT_HANDSHAKE_TIMEOUT, RTMPServerFactory, ServerConfig
-from rtmprelay.rtmp.chunks import DEFAULT_MAX_CHUNK_STREAMS, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PEER_CHUNK_SIZE
+from rtmprelay.rtmp.chunks import (
+    DEFAULT_MAX_CHUNK_STREAMS,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PEER_CHUNK_SIZE,
+    DEFAULT_MIN_PEER_CHUNK_SIZE,
+)
 from rtmprelay.rtmp.connection import ConnectionConfig
 from rtmprelay.rtmp.messages import DEFAULT_AMF_LIMITS, AmfLimits
 from rtmprelay.web import HttpLimits, make_site
@@ -104,6 +109,7 @@ class Options(usage.Options):
         ["max-message-size", None, DEFAULT_MAX_MESSAGE_SIZE,
          "Largest RTMP message accepted, in bytes (at most 16777215, the 24-bit length field).", _positive_int],
         ["max-chunk-size", None, DEFAULT_MAX_PEER_CHUNK_SIZE, "Largest chunk size a peer may set, in bytes.", _positive_int],
+        ["min-chunk-size", None, DEFAULT_MIN_PEER_CHUNK_SIZE, "Smallest chunk size a peer may set, in bytes.", _positive_int],
         ["max-chunk-streams", None, DEFAULT_MAX_CHUNK_STREAMS, "Chunk stream ids one connection may use.", _positive_int],
         ["max-amf-bytes", None, DEFAULT_AMF_LIMITS.max_bytes,
          "Largest command or data message (AMF), in bytes; a bigger data message is dropped, a bigger command "
@@ -124,6 +130,10 @@ class Options(usage.Options):
          "RTMP connections open at once from one address (0: no limit).", _non_negative_int],
         ["max-publishes-per-address", None, _SERVER_LIMITS.max_publishes_per_address,
          "Streams published at once from one address (0: no limit).", _non_negative_int],
+        ["max-messages-per-second", None, _SERVER_LIMITS.max_messages_per_second,
+         "RTMP messages one connection may send a second on average (0: no limit); a flood beyond "
+         "--message-burst closes it.", _non_negative_int],
+        ["message-burst", None, _SERVER_LIMITS.message_burst, "RTMP messages one connection may send at once.", _positive_int],
         ["http-request-timeout", None, _HTTP_LIMITS.request_timeout,
          "Seconds an HTTP request (line, headers, body) may take to arrive.", _positive_float],
         ["http-idle-timeout", None, _HTTP_LIMITS.idle_timeout, "Seconds an idle HTTP connection is kept.", _positive_float],
@@ -251,6 +261,7 @@ class Options(usage.Options):
             connection = ConnectionConfig(
                 max_message_size=self["max-message-size"],
                 max_peer_chunk_size=self["max-chunk-size"],
+                min_peer_chunk_size=self["min-chunk-size"],
                 max_chunk_streams=self["max-chunk-streams"],
                 amf=AmfLimits(self["max-amf-bytes"], self["max-amf-values"], self["max-amf-depth"]),
             )
@@ -265,6 +276,8 @@ class Options(usage.Options):
             max_connections=self["max-connections"],
             max_connections_per_address=self["max-connections-per-address"],
             max_publishes_per_address=self["max-publishes-per-address"],
+            max_messages_per_second=self["max-messages-per-second"],
+            message_burst=self["message-burst"],
         )
         http = HttpLimits(
             request_timeout=self["http-request-timeout"],

@@ -41,6 +41,13 @@ class ServerLimits:
     max_connections_per_address: int = 500
     #: Streams published at once from one address.
     max_publishes_per_address: int = 100
+    #: Messages a connection may send a second, on average (a 60 fps stream with
+    #: 48 kHz AAC sends ~110), ...
+    max_messages_per_second: int = 1000
+    #: ... and at once (a publisher flushing half a minute it buffered through a
+    #: Wi-Fi stall sends ~3000). A flood of tiny messages is closed here, before
+    #: each one costs the cleaner's time.
+    message_burst: int = 4000
 
 
 class LimitCounters:

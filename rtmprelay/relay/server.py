@@ -37,7 +37,7 @@ from rtmprelay.rtmp.amf0 import ECMAArray
 from rtmprelay.rtmp.connection import ConnectionConfig, HandshakeCompleted, MessageDropped
 from rtmprelay.relay.limits import LimitCounters, ServerLimits, Throttle
 from rtmprelay.relay.registry import LiveStream, StreamRegistry
-from rtmprelay.relay.transport import KeyframeGate, set_tcp_nodelay
+from rtmprelay.relay.transport import KeyframeGate, reset_connection, set_tcp_nodelay
 
 DEFAULT_HANDSHAKE_TIMEOUT = ServerLimits().handshake_timeout
 CLOSE_GRACE_SECONDS = 5.0
@@ -112,6 +112,7 @@ class RTMPServerProtocol(Protocol):
         self._aimless_since: float | None = None
         self._ping_sent_at: float | None = None
         self._publishing_since: float | None = None
+        self._tokens_at = now
         self._faults_logged: set = set()
         self._drops_logged = 0
 
@@ -131,6 +132,7 @@ class RTMPServerProtocol(Protocol):
             return
         self.last_received = self.clock.seconds()
         self._ping_sent_at = None
+        self._refill_message_budget()
         try:
             events = self.session.receive_data(data)
         except ProtocolError as error:
@@ -367,12 +369,14 @@ class RTMPServerProtocol(Protocol):
 
     def _abort_if_open(self) -> None:
         if not self._lost:
-            self.transport.abortConnection()
+            reset_connection(self.transport)
 
     def _handshake_timed_out(self) -> None:
         self._handshake_timer = None
         if not self.session.connection.handshake_done:
-            self._close_for("handshake_timeout", f"handshake not finished within {self.config.limits.handshake_timeout:g} s (at handshake)")
+            self._close_for(
+                "handshake_timeout", f"handshake not finished within {self.config.limits.handshake_timeout:g} s (at handshake)", reset=True
+            )
 
     # -- limits ------------------------------------------------------------------------
 
@@ -401,14 +405,14 @@ class RTMPServerProtocol(Protocol):
         elif self._aimless_since is None:
             self._aimless_since = now
         elif now - self._aimless_since >= limits.command_timeout:
-            self._close_for("command_timeout", f"no publish or play within {limits.command_timeout:g} s")
+            self._close_for("command_timeout", f"no publish or play within {limits.command_timeout:g} s", reset=True)
             return
         if not self._published:
             self._publishing_since = None
         elif self._publishing_since is None:
             self._publishing_since = now  # an admission may have taken long: idle counts from here
         elif now - max(self.last_media, self._publishing_since) >= limits.idle_publisher_timeout:
-            self._close_for("idle_publisher", f"published no audio or video for {limits.idle_publisher_timeout:g} s")
+            self._close_for("idle_publisher", f"published no audio or video for {limits.idle_publisher_timeout:g} s", reset=True)
             return
         if self._ping_sent_at is None:
             if now - self.last_received >= limits.ping_interval:
@@ -417,8 +421,22 @@ class RTMPServerProtocol(Protocol):
                 self._flush()
         elif now - self._ping_sent_at >= limits.ping_timeout:
             self._close_for(
-                "ping_timeout", f"silent for {now - self.last_received:.0f} s, no answer to a ping within {limits.ping_timeout:g} s"
+                "ping_timeout",
+                f"silent for {now - self.last_received:.0f} s, no answer to a ping within {limits.ping_timeout:g} s",
+                reset=True,
             )
+
+    def _refill_message_budget(self) -> None:
+        """A token bucket of messages (``max_messages_per_second``, up to ``message_burst``):
+        the chunk reader refuses the message that finds it empty."""
+        limits = self.config.limits
+        if not limits.max_messages_per_second:
+            return
+        connection = self.session.connection
+        left = connection.message_budget if connection.message_budget is not None else limits.message_burst
+        elapsed = self.last_received - self._tokens_at
+        self._tokens_at = self.last_received
+        connection.message_budget = min(limits.message_burst, left + int(elapsed * limits.max_messages_per_second))
 
     def _over_publish_limit(self, event: s.PublishRequested) -> bool:
         limit = self.config.limits.max_publishes_per_address
@@ -430,10 +448,20 @@ class RTMPServerProtocol(Protocol):
         self.session.reject_publish(event.stream_id, s.Status.PUBLISH_REJECTED, f"Too many streams: {why}.")
         return True
 
-    def _close_for(self, reason: str, detail: str) -> None:
-        """Close with the one log line that names why."""
+    def _close_for(self, reason: str, detail: str, *, reset: bool = False) -> None:
+        """Close with the one log line that names why.
+
+        A protocol error is closed politely, so that the error we queued goes out
+        first. A peer that ran out of time is reset: it may not be reading at all,
+        and a polite close would leave its socket (and the data queued for it) in
+        the kernel for minutes.
+        """
         self.log.warn("closing RTMP connection from {peer}: {detail}", peer=self.peer, detail=detail, reason=reason)
         self._count_closed(reason)
+        if reset:
+            self._closed = True
+            reset_connection(self.transport)
+            return
         self._flush()
         self._close()
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import socket
+import struct
 
 from rtmprelay.media import flv
 
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 def set_tcp_nodelay(transport) -> None:
@@ -33,6 +35,21 @@ def quick_ack(transport) -> None:
         transport.getHandle().setsockopt(socket.IPPROTO_TCP, option, 1)
     except (AttributeError, OSError):
         pass
+
+
+def reset_connection(transport) -> None:
+    """Close at once with a TCP reset, dropping what is still queued to send.
+
+    A peer that stopped reading keeps a plain close from ever completing: the
+    FIN waits behind data it will not take, and the kernel holds the socket
+    and its send buffer (megabytes) in FIN-WAIT-1 for minutes. nginx's
+    ``reset_timedout_connection`` does the same.
+    """
+    try:
+        transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    except (AttributeError, OSError):
+        pass
+    transport.abortConnection()
 
 
 class KeyframeGate:

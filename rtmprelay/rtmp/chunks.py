@@ -100,6 +100,11 @@ DEFAULT_MAX_PENDING_BYTES = 2 * DEFAULT_MAX_MESSAGE_SIZE
 #: The largest chunk size a peer may set. A chunk larger than any message we
 #: accept changes nothing, so this is a sanity bound: nginx-rtmp's is 10 MB.
 DEFAULT_MAX_PEER_CHUNK_SIZE = 10 * 1024 * 1024
+#: The smallest chunk size a peer may set (SRS's bound too). Every chunk costs a
+#: header's parsing: at a chunk size of 1, 64 KiB of input is 32,768 chunks, a
+#: thousand times the work of the same bytes at 128, the size every client
+#: starts with and nobody lowers.
+DEFAULT_MIN_PEER_CHUNK_SIZE = DEFAULT_CHUNK_SIZE
 
 _EXTENDED = 0xFFFFFF
 _U32 = 0xFFFFFFFF
@@ -253,6 +258,7 @@ class ChunkReader:
         max_chunk_streams: int = DEFAULT_MAX_CHUNK_STREAMS,
         max_pending_bytes: int | None = None,
         max_peer_chunk_size: int = DEFAULT_MAX_PEER_CHUNK_SIZE,
+        min_peer_chunk_size: int = 1,
     ) -> None:
         if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"chunk size {chunk_size} is outside 1..{MAX_CHUNK_SIZE}")
@@ -262,7 +268,12 @@ class ChunkReader:
         self.max_chunk_streams = max_chunk_streams
         self.max_pending_bytes = 2 * max_message_size if max_pending_bytes is None else max_pending_bytes
         self.max_peer_chunk_size = min(max_peer_chunk_size, MAX_CHUNK_SIZE)
+        self.min_peer_chunk_size = max(1, min_peer_chunk_size)
         self._pending_bytes = 0  # declared lengths of the messages in progress
+        #: Messages that may still complete; None: no bound. The adapter refills it
+        #: from the clock (a token bucket): a flood of tiny messages is refused here,
+        #: before it costs anything above the chunk stream.
+        self.message_budget: int | None = None
         #: Every byte ever given to ``feed``.
         self.bytes_received = 0
         self._streams: dict[int, _InStream] = {}
@@ -503,6 +514,13 @@ class ChunkReader:
         )
 
     def _complete(self, cs: _InStream, out: list[Message]) -> None:
+        if self.message_budget is not None:
+            self.message_budget -= 1
+            if self.message_budget < 0:
+                raise ChunkStreamError(
+                    "messages arrive faster than the connection's message budget allows (a flood)",
+                    self._where(self._chunk_start, cs.csid),
+                )
         payload = bytes(cs.payload)
         cs.payload = None
         self._in_progress -= 1
@@ -522,6 +540,8 @@ class ChunkReader:
             raise ChunkStreamError(f"bad chunk size {size} (must be 1..{MAX_CHUNK_SIZE})", where)
         if size > self.max_peer_chunk_size:
             raise ChunkStreamError(f"chunk size {size} is above the limit of {self.max_peer_chunk_size}", where)
+        if size < self.min_peer_chunk_size:
+            raise ChunkStreamError(f"chunk size {size} is below the limit of {self.min_peer_chunk_size}", where)
         self._chunk_size = size
 
     def _apply_abort(self, payload: bytes, csid: int) -> None:

@@ -20,6 +20,7 @@ from rtmprelay.rtmp.chunks import (
     DEFAULT_MAX_IN_PROGRESS,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_PEER_CHUNK_SIZE,
+    DEFAULT_MIN_PEER_CHUNK_SIZE,
     MAX_MESSAGE_LENGTH,
     ChunkReader,
     ChunkWriter,
@@ -72,6 +73,7 @@ class ConnectionConfig:
 
     max_message_size: int = attrs.field(default=DEFAULT_MAX_MESSAGE_SIZE, validator=_message_size)
     max_peer_chunk_size: int = DEFAULT_MAX_PEER_CHUNK_SIZE
+    min_peer_chunk_size: int = DEFAULT_MIN_PEER_CHUNK_SIZE
     max_chunk_streams: int = DEFAULT_MAX_CHUNK_STREAMS
     max_messages_in_progress: int = DEFAULT_MAX_IN_PROGRESS
     #: Declared bytes of all messages in progress; None: twice ``max_message_size``.
@@ -96,6 +98,7 @@ class Connection:
             max_chunk_streams=config.max_chunk_streams,
             max_pending_bytes=config.max_pending_bytes,
             max_peer_chunk_size=config.max_peer_chunk_size,
+            min_peer_chunk_size=config.min_peer_chunk_size,
         )
         self._writer = ChunkWriter()
         self._outbound = bytearray()
@@ -170,6 +173,15 @@ class Connection:
     @property
     def bytes_received(self) -> int:
         return self._reader.bytes_received
+
+    @property
+    def message_budget(self) -> int | None:
+        """Messages the peer may still send (see ``ChunkReader.message_budget``); None: no bound."""
+        return self._reader.message_budget
+
+    @message_budget.setter
+    def message_budget(self, value: int | None) -> None:
+        self._reader.message_budget = value
 
     @property
     def out_chunk_size(self) -> int:

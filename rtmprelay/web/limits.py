@@ -111,7 +111,12 @@ class _LimitedChannel(http.HTTPChannel):
         self._cancel_deadline()
         self._site.http_counters[reason] += 1
         peer = self.transport.getPeer()
-        self.log.warn("closing HTTP connection from {peer}: {detail}", peer=f"{getattr(peer, 'host', '?')}", detail=detail, reason=reason)
+        self.log.warn(
+            "closing HTTP connection from {peer}: {detail}",
+            peer=f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}",
+            detail=detail,
+            reason=reason,
+        )
         self.transport.write(b"HTTP/1.1 " + status + b"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
         self.loseConnection()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import struct
 
+import attrs
+
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -382,3 +384,40 @@ def test_metadata_with_foreign_values_is_sanitized_and_re_encodable(factory, reg
 def test_connection_config_refuses_a_message_size_the_length_field_cannot_carry():
     with pytest.raises(ValueError, match="24-bit"):
         ConnectionConfig(max_message_size=16 * 1024 * 1024)
+
+
+def test_a_flood_of_tiny_messages_is_closed_before_it_costs_the_cleaner(clock):
+    limits = attrs.evolve(LIMITS, max_messages_per_second=100, message_burst=300)
+    registry = StreamRegistry(cleaning=CleanerConfig())
+    factory = RTMPServerFactory(registry, ServerConfig(limits=limits), clock)
+    peer = publishing(factory)
+    stream = registry.get("live/user1/stream1")
+    writer = peer.session.connection._writer
+    # A type 3 header plus one byte: two bytes a message.
+    flood = b"".join(writer.write(Message(9, b"\x27", i, 1, 6)) for i in range(5000))
+    with capturedLogs() as logs:
+        peer.protocol.dataReceived(flood)
+    assert peer.closed
+    assert stream.counters.video_messages == 0  # refused before the cleaner saw any
+    assert any("message budget" in line for line in log_lines(logs))
+    assert factory.counters.connections_closed["ChunkStreamError"] == 1
+
+
+def test_a_steady_stream_never_spends_its_message_budget(clock):
+    limits = attrs.evolve(LIMITS, max_messages_per_second=100, message_burst=300, idle_publisher_timeout=1000)
+    factory = RTMPServerFactory(StreamRegistry(), ServerConfig(limits=limits), clock)
+    peer = publishing(factory)
+    for second in range(30):
+        for i in range(90):  # 90 a second, under the rate
+            peer.session.send_media(m.MessageType.AUDIO, second * 1000 + i, AUDIO)
+        peer.pump()
+        clock.advance(1.0)
+    assert not peer.closed
+
+
+def test_chunk_size_below_the_minimum_closes_the_connection(factory):
+    protocol, transport = handshaken(factory)
+    with capturedLogs() as logs:
+        protocol.dataReceived(ChunkWriter().write(Message(1, struct.pack(">I", 1), 0, 0, 2)))
+    assert transport.disconnecting
+    assert any("chunk size 1 is below the limit of 128" in line for line in log_lines(logs))
