@@ -687,8 +687,14 @@ class ClientSession:
             self.state = _ClientState.CREATING_STREAM
         elif tx == self._TX_CREATE_STREAM and self.state is _ClientState.CREATING_STREAM:
             stream_id = body.args[0] if body.args else None
-            if not isinstance(stream_id, (int, float)) or isinstance(stream_id, bool):
-                raise SessionError("createStream result without a stream id", where="_result")
+            if (
+                not isinstance(stream_id, (int, float))
+                or isinstance(stream_id, bool)
+                or not math.isfinite(stream_id)
+                or stream_id != int(stream_id)
+                or not 0 <= stream_id <= 0xFFFFFFFF
+            ):
+                raise SessionError(f"createStream result without a usable stream id ({stream_id!r})", where="_result")
             self.stream_id = int(stream_id)
             self._send_command("publish", self._TX_PUBLISH, self.stream_name, "live", stream_id=self.stream_id)
             self.state = _ClientState.PUBLISHING_PENDING

@@ -242,3 +242,13 @@ def test_aggregate_messages_are_unbundled_into_media():
         (8, 5010, b"\xaf\x01aac"),
         (9, 5033, b"\x27\x01\x00\x00\x00p"),
     ]
+
+
+@pytest.mark.parametrize("stream_id", [float("nan"), float("inf"), 1.5, -1.0, 2.0**40, "1", None])
+def test_client_refuses_a_create_stream_result_that_names_no_stream(stream_id):
+    from rtmprelay.errors import SessionError
+
+    client = s.ClientSession.for_url("rtmp://h/live/s")
+    client.state = s._ClientState.CREATING_STREAM
+    with pytest.raises(SessionError, match="usable stream id"):
+        client._on_result(m.Command("_result", client._TX_CREATE_STREAM, None, (stream_id,)), [])
