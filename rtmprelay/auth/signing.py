@@ -69,7 +69,7 @@ _PREFIXES = {PUBLISH: "", PLAY: "play:"}
 
 class SignatureRefused(RelayError):
     """A URL whose signature does not admit it. ``kind`` is one of ``unsigned``,
-    ``bad-expiry``, ``bad-signature``, ``expired``; the message says why and never
+    ``bad_expiry``, ``bad_signature``, ``expired``; the message says why and never
     holds the signature."""
 
     def __init__(self, kind: str, reason: str) -> None:
@@ -124,12 +124,12 @@ def check_signature(
         missing = " and ".join(p for p, v in ((EXPIRY_PARAM, exp), (SIGNATURE_PARAM, sig)) if v is None)
         raise SignatureRefused("unsigned", f"{action} needs a signed URL (?exp=...&sig=...): no {missing}")
     if not _EXPIRY.fullmatch(exp):
-        raise SignatureRefused("bad-expiry", "exp is not a UNIX time in 10 decimal digits")
+        raise SignatureRefused("bad_expiry", "exp is not a UNIX time in 10 decimal digits")
     if not _SIGNATURE.fullmatch(sig):
-        raise SignatureRefused("bad-signature", "sig is not 64 hex digits")
+        raise SignatureRefused("bad_signature", "sig is not 64 hex digits")
     expected = signature(secret, path, exp, action)
     if not hmac.compare_digest(expected.encode("ascii"), sig.lower().encode("ascii")):
-        raise SignatureRefused("bad-signature", f"signature does not match {path} and its expiry")
+        raise SignatureRefused("bad_signature", f"signature does not match {path} and its expiry")
     late = now - int(exp)
     if late > clock_skew:
         raise SignatureRefused("expired", f"signed URL expired {int(late)} s ago")
