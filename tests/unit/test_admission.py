@@ -15,6 +15,7 @@ from twisted.logger import capturedLogs, formatEvent
 
 from rtmprelay.auth.signing import sign_url
 from rtmprelay.relay.admission import AdmissionChain, AdmissionRefused, AdmissionRequest, PathHookCheck, Refusal, SignedUrlCheck
+from rtmprelay.relay.limits import ServerLimits
 from rtmprelay.relay.forward import Forwarding, UpstreamGrant, UpstreamUnavailable, UrlTemplate
 from rtmprelay.relay.registry import StreamRegistry
 from rtmprelay.relay.server import RTMPServerFactory, ServerConfig
@@ -568,3 +569,13 @@ def test_a_player_waiting_on_a_hook_is_admitted_later_or_dropped_when_it_leaves(
     leaving.protocol.connectionLost(None)
     assert answers[1].called  # cancelled
     assert leaving.protocol._admitting == {}
+
+
+def test_a_play_waiting_for_admission_is_not_counted_as_a_publish(registry):
+    slow = Recorded("slow", [], defer.Deferred(), actions=("play",))
+    config = ServerConfig(limits=ServerLimits(max_publishes_per_address=1))
+    factory = RTMPServerFactory(registry, config, MemoryReactorClock(), admission=AdmissionChain([slow]))
+    player = Player(factory)  # the same address as the publisher below, waiting on its check
+    assert player.protocol.state == "admitting"
+    publisher = requesting(factory)
+    assert of_type(publisher.events, s.PublishStarted)
