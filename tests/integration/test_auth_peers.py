@@ -11,18 +11,18 @@ import os
 import re
 import subprocess
 import sys
-import time
 from urllib.parse import parse_qsl
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor, task
+from twisted.internet import reactor
 from twisted.web import resource, server
 
 from rtmprelay.auth.secret import SECRET_ENV
 from rtmprelay.testing import flv
 from rtmprelay.testing.peers import PeerError
 from rtmprelay.testing.players import ffprobe_stream
+from tests.integration.test_cloud_peers import until
 
 pytestmark = pytest.mark.peers
 
@@ -142,15 +142,6 @@ def publish_hook():
     hook.url = f"http://127.0.0.1:{port.getHost().port}/on_publish"
     yield hook
     port.stopListening()
-
-
-@defer.inlineCallbacks
-def until(predicate, what, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        yield task.deferLater(reactor, 0.05, lambda: None)
 
 
 @pytest_twisted.inlineCallbacks

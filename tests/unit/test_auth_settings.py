@@ -9,7 +9,8 @@ import stat
 import pytest
 
 from rtmprelay.auth.cli import sign_main
-from rtmprelay.auth.exposure import exposed_endpoints, listen_interface
+from rtmprelay.auth.exposure import exposed_endpoints
+from rtmprelay.endpoints import listen_interface
 from rtmprelay.auth.secret import SECRET_ENV, SECRET_FILE_NAME, make_secret_file, read_secret_file, secret_from_env
 from rtmprelay.auth.settings import auth_settings
 from rtmprelay.auth.signing import check_signature
