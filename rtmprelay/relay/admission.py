@@ -54,6 +54,7 @@ __all__ = [
     "AdmissionRequest",
     "Admissions",
     "PathHookCheck",
+    "PendingAdmission",
     "Refusal",
     "SignedUrlCheck",
 ]
@@ -161,9 +162,6 @@ class AdmissionChain:
 
     def __init__(self, checks: Iterable[AdmissionCheck] = ()) -> None:
         self.checks = list(checks)
-
-    def applies_to(self, action: str) -> bool:
-        return any(action in check.actions for check in self.checks)
 
     def admit(self, request: AdmissionRequest) -> Deferred:
         """Fires with the last grant once every check admitted; fails with AdmissionRefused

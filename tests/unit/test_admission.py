@@ -372,7 +372,6 @@ def test_the_chain_answers_with_the_last_grant_and_skips_checks_of_other_actions
     assert outcome(chain.admit(request())) == "the grant"
     assert [name for name, _, _ in calls] == ["grant", "later"]
     assert outcome(chain.admit(request("play"))) == "x"
-    assert AdmissionChain([]).applies_to("play") is False and chain.applies_to("play")
 
 
 def test_an_unexpected_error_in_a_check_is_an_error_refusal_keeping_its_failure():
