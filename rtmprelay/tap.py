@@ -14,7 +14,11 @@ from twisted.application import service, strports
 from twisted.logger import Logger
 from twisted.python import usage
 
+from rtmprelay.auth.secret import SECRET_ENV, make_secret_file, readable_by_others
+from rtmprelay.auth.settings import AuthSettings, auth_settings
+from rtmprelay.auth.signing import DEFAULT_CLOCK_SKEW, PLAY, PUBLISH
 from rtmprelay.cloud.announce import CloudAnnouncer, default_public_url
+from rtmprelay.cloud.hook import DEFAULT_HOOK_TIMEOUT, HttpAdmissionHook
 from rtmprelay.cloud.client import CloudClient, CloudConfig
 from rtmprelay.cloud.routing import CloudLookup
 from rtmprelay.errors import ConfigError
@@ -26,6 +30,7 @@ from rtmprelay.media.cleaner import CleanerConfig
 from rtmprelay.media.profiles import PROFILES, get_profile
 from rtmprelay.relay.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_QUEUE_BYTES, UpstreamConfig
 from rtmprelay.relay.forward import Forwarding, UrlTemplate
+from rtmprelay.relay.admission import AdmissionChain, PathHookCheck, SignedUrlCheck
 from rtmprelay.relay.lag import ReactorLagMonitor
 from rtmprelay.relay.limits import ServerLimits
 from rtmprelay.relay.registry import DEFAULT_GOP_CACHE_BYTES, StreamRegistry
@@ -67,6 +72,13 @@ def _positive_float(value: str) -> float:
     number = float(value)
     if number <= 0:
         raise ValueError(f"{value} is not a positive number")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise ValueError(f"{value} is not a number of seconds, 0 or more")
     return number
 
 
@@ -181,6 +193,21 @@ class Options(usage.Options):
         ["http", None, DEFAULT_HTTP_ENDPOINT, "HTTP endpoint serving /hls/, /health and /api/streams."],
         ["jump-threshold", None, 1000.0, "Milliseconds: a larger unexplained timestamp step is re-based.", _positive_float],
         ["interleave-delay", None, 500.0, "Milliseconds the cleaner may hold media to interleave audio and video.", _positive_float],
+        # -- authorization (rtmprelay.auth.settings has the rule) --
+        ["auth-secret-file", None, None,
+         f"File holding the secret of signed URLs (?exp=UNIX&sig=HMAC-SHA256(secret, path + exp); "
+         f"`rtmprelay sign` makes them). Default: ${SECRET_ENV}; else, where publishing must be authorized "
+         "(an RTMP endpoint beyond loopback, no --on-publish, no --no-auth), rtmprelay-auth.secret beside "
+         "the HLS folder, made on first start."],
+        ["auth-clock-skew", None, DEFAULT_CLOCK_SKEW,
+         "Seconds a signed URL is still admitted after its exp, for clocks that disagree.", _non_negative_float],
+        ["on-publish", None, None,
+         "HTTP admission hook, as nginx-rtmp's on_publish: every publish waits for POST URL (form: call, addr, "
+         "clientid, app, flashver, swfurl, tcurl, pageurl, name, type, path and the client's query parameters); "
+         "2xx admits, anything else (a redirect too, a timeout, a failed connection) refuses."],
+        ["on-play", None, None, "HTTP admission hook for every play, as --on-publish (call=play)."],
+        ["hook-timeout", None, DEFAULT_HOOK_TIMEOUT,
+         "Seconds an admission hook has to answer; no answer refuses.", _positive_float],
     ]
     optFlags = [
         ["no-hls", None, "Write no HLS, even when not forwarding."],
@@ -190,6 +217,10 @@ class Options(usage.Options):
         ["no-cloud-lookup", None,
          "With --cloud: only post the webhooks (hls-ready, stream-ended); publishes are not looked up, "
          "so nothing is forwarded unless --forward is given, and HLS is written by default (on-premise HLS)."],
+        ["no-auth", None,
+         "Admit publishes without signed URLs even where an RTMP endpoint listens beyond loopback "
+         "(an --on-publish hook still decides)."],
+        ["auth-play", None, "Require signed URLs to play too (`rtmprelay sign --play`)."],
     ]
 
     def __init__(self) -> None:
@@ -224,6 +255,7 @@ class Options(usage.Options):
             self["cleaning"] = None if self["no-clean"] else self._cleaning()
             self["hls-settings"] = self._hls_settings()
             self["server-config"], self["http-limits"] = self._limits()
+            self["auth"] = self._auth()
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
 
@@ -286,6 +318,22 @@ class Options(usage.Options):
             max_connections=self["http-max-connections"],
         )
         return ServerConfig(connection=connection, limits=limits), http
+
+    def _auth(self) -> AuthSettings:
+        for hook in ("on-publish", "on-play"):
+            url = self[hook] or ""
+            if url and urlsplit(url).scheme not in ("http", "https"):
+                raise ConfigError(f"--{hook} must be an http:// or https:// URL")
+        return auth_settings(
+            self["rtmp"],
+            hls_dir=self["hls"],
+            secret_file=self["auth-secret-file"],
+            env=os.environ,
+            no_auth=bool(self["no-auth"]),
+            auth_play=bool(self["auth-play"]),
+            publish_hook=bool(self["on-publish"]),
+            clock_skew=self["auth-clock-skew"],
+        )
 
     def _cleaning(self) -> CleanerConfig:
         profile = get_profile(self["profile"] or ("cloudflare" if self.forwarding else "generic"))
@@ -409,7 +457,7 @@ def makeService(options: Options) -> service.MultiService:
 
     top = service.MultiService()
     registry = StreamRegistry(gop_cache_bytes=options["gop-cache-bytes"], cleaning=options["cleaning"])
-    admit = cloud = None
+    cloud = forwarding = None
     if options["cloud"]:
         cloud = CloudClient(options["cloud"], clock=reactor)
     lookup = cloud is not None and not options["no-cloud-lookup"]
@@ -422,7 +470,6 @@ def makeService(options: Options) -> service.MultiService:
         source = CloudLookup(cloud, fallback=options["forward"]) if lookup else options["forward"]
         forwarding = Forwarding(reactor, source, upstream)
         registry.add_listener(forwarding)
-        admit = forwarding.admit
     config = options["server-config"]
     hls_output = None
     if options["hls"]:
@@ -444,7 +491,7 @@ def makeService(options: Options) -> service.MultiService:
         registry.add_listener(announcer)
         if hls_output is not None:
             hls_output.add_listener(announcer)
-    factory = RTMPServerFactory(registry, config, reactor, admit=admit)
+    factory = RTMPServerFactory(registry, config, reactor, admission=_admission_chain(options, reactor, forwarding))
     for endpoint in options["rtmp"]:
         strports.service(endpoint, factory).setServiceParent(top)
     lag = ReactorLagMonitor(reactor)
@@ -464,10 +511,47 @@ def makeService(options: Options) -> service.MultiService:
     return top
 
 
+def _admission_chain(options: Options, reactor, forwarding: Forwarding | None) -> AdmissionChain:
+    """Signed URLs, then the HTTP hooks, then the upstream lookup: cheap local checks first."""
+    log = Logger()
+    auth: AuthSettings = options["auth"]
+    checks: list = []
+    if auth.signed_actions:
+        secret, made = (auth.secret, False) if auth.secret is not None else make_secret_file(auth.secret_file)
+        log.info(
+            "signed URLs are required to {actions}{why}; their secret is from {source}{made}",
+            actions=" and ".join(a for a in (PUBLISH, PLAY) if a in auth.signed_actions),
+            why=f" ({', '.join(auth.exposed)} listens beyond loopback)" if auth.exposed else "",
+            source=auth.secret_source,
+            made=" (made now, mode 0600)" if made else "",
+        )
+        if auth.make_secret:
+            log.info(
+                "sign a URL with: rtmprelay sign --auth-secret-file {path} rtmp://HOST/live/USER/STREAM",
+                path=str(auth.secret_file),
+            )
+        if auth.secret_file is not None and readable_by_others(auth.secret_file):
+            log.warn("the auth secret file {path} can be read by other users: chmod 600 it", path=str(auth.secret_file))
+        checks.append(SignedUrlCheck(secret, reactor, actions=auth.signed_actions, clock_skew=auth.clock_skew))
+    elif auth.open_publishing:
+        log.warn("--no-auth: anyone who reaches {exposed} may publish any stream", exposed=", ".join(auth.exposed))
+    for option, action in (("on-publish", PUBLISH), ("on-play", PLAY)):
+        if options[option]:
+            checks.append(HttpAdmissionHook(options[option], action=action, timeout_s=options["hook-timeout"], clock=reactor))
+    if forwarding is not None:
+        checks.append(PathHookCheck(forwarding.admit))
+    return AdmissionChain(checks)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """The ``rtmprelay`` console script: the twistd plugin in the foreground."""
+    """The ``rtmprelay`` console script: the twistd plugin in the foreground, or ``rtmprelay sign``."""
     from twisted.scripts.twistd import run
 
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["sign"]:
+        # The daemon takes no positional argument, so "sign" never was one of its command lines.
+        from rtmprelay.auth.cli import sign_main
+
+        sys.exit(sign_main(args[1:]))
     sys.argv = ["twistd", "--nodaemon", "--pidfile=", "rtmprelay", *args]
     run()

@@ -23,6 +23,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from rtmprelay.cloud.client import CloudClient
+from rtmprelay.endpoints import ALL_INTERFACES, split_endpoint
 from rtmprelay.errors import ConfigError
 from rtmprelay.names import StreamName
 
@@ -116,37 +117,6 @@ def route_address(host: str, port: int = 443) -> str | None:
     return None
 
 
-_ALL_INTERFACES = ("", "0.0.0.0", "::", "::0")
-
-
-def _split_endpoint(description: str) -> tuple[str, list[str], dict[str, str]]:
-    """``tcp:8888:interface=127.0.0.1`` -> ``("tcp", ["8888"], {"interface": "127.0.0.1"})``.
-
-    Twisted's own syntax: ``:`` separates, ``\\`` escapes (``interface=\\:\\:1``).
-    """
-    parts, current, escaped = [], [], False
-    for char in description:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ":":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    kind, args, kwargs = parts[0].lower(), [], {}
-    for part in parts[1:]:
-        key, equals, value = part.partition("=")
-        if equals:
-            kwargs[key] = value
-        else:
-            args.append(part)
-    return kind, args, kwargs
-
-
 def default_public_url(
     http_endpoint: str,
     cloud_url: str | None = None,
@@ -160,7 +130,7 @@ def default_public_url(
     interfaces, the host is this machine's address on the route to the cloud
     (so the cloud can reach it), else its fully qualified name.
     """
-    kind, args, kwargs = _split_endpoint(http_endpoint)
+    kind, args, kwargs = split_endpoint(http_endpoint)
     schemes = {"tcp": "http", "tcp6": "http", "ssl": "https"}
     if kind not in schemes:
         raise ConfigError(f"cannot make a public URL from the HTTP endpoint {http_endpoint!r}; give --public-url")
@@ -168,7 +138,7 @@ def default_public_url(
     if not port.isdigit():
         raise ConfigError(f"no port in the HTTP endpoint {http_endpoint!r}; give --public-url")
     host = kwargs.get("interface", "")
-    if host in _ALL_INTERFACES:
+    if host in ALL_INTERFACES:
         host = ""
         if cloud_url:
             cloud = urlsplit(cloud_url)

@@ -4,37 +4,54 @@ It feeds bytes to the session, acts on its events through the stream
 registry, and closes only its own connection, with one log line naming what
 was wrong and where, when the peer breaks the protocol.
 
-Publish admission: the factory may take an ``admit(path) -> Deferred`` hook
-(the cloud's upstream lookup). A publish then waits, holding its path so that a
-second publisher of it is refused at once (``NetStream.Publish.BadName``), as
-nginx-rtmp's ``on_publish`` holds the publish until its HTTP call answers.
-Media sent meanwhile is dropped by the session (real clients wait for
-``NetStream.Publish.Start``). On success the stream starts with the hook's
-answer (``LiveStream.admission``); on failure the publisher gets
-``NetStream.Publish.Rejected`` whose description is the error's message (a
-``RelayError``'s; anything else reads "publish admission failed") and the
-connection stays open for the client to close, as for a taken name. The hook
-bounds its own time (the cloud client's retries). A publisher that goes away
-while waiting frees its path at once; the hook's Deferred is cancelled and its
-late answer ignored.
+Admission (``rtmprelay.relay.admission``): every publish and play becomes an
+``AdmissionRequest`` that the factory's ``AdmissionChain`` (signed URLs, HTTP
+hooks, the cloud's upstream lookup) decides on. A publish waits, holding its
+path so that a second publisher of it is refused at once
+(``NetStream.Publish.BadName``), as nginx-rtmp's ``on_publish`` holds the
+publish until its HTTP call answers. Media sent meanwhile is dropped by the
+session (real clients wait for ``NetStream.Publish.Start``). On success the
+stream starts with the chain's grant (``LiveStream.admission``); on refusal
+the client gets an error onStatus whose code follows the refusal's category
+(``NetStream.Publish.Unauthorized`` or ``.Rejected``; ``NetStream.Play.Failed``
+for a play, which librtmp players close on) and whose description is the
+refusal's reason (never a signature or a secret), and the connection stays
+open for the client to close, as for a taken name. Each refusal is logged once
+with the path and the peer and counted as ``{action}_{kind}`` in the factory's
+``counters.requests_refused``. The checks bound their own time (the hooks'
+timeout, the cloud client's retries). A client that goes away while waiting
+frees its path at once; the chain's Deferred is cancelled and its late answer
+ignored. Plays with no check to pass start at once.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import attrs
-from twisted.internet import defer, interfaces
+from twisted.internet import interfaces
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from rtmprelay.errors import ProtocolError, RelayError, SessionError
+from rtmprelay.errors import ProtocolError, SessionError
 from rtmprelay.names import printable
 from rtmprelay.rtmp import messages as m
 from rtmprelay.rtmp import session as s
 from rtmprelay.rtmp.amf0 import ECMAArray
 from rtmprelay.rtmp.connection import ConnectionConfig, HandshakeCompleted, MessageDropped
+from rtmprelay.relay.admission import (
+    PLAY,
+    PUBLISH,
+    AdmissionChain,
+    AdmissionRefused,
+    AdmissionRequest,
+    Admissions,
+    PathHookCheck,
+    PendingAdmission,
+    Refusal,
+)
 from rtmprelay.relay.limits import LimitCounters, ServerLimits, Throttle
 from rtmprelay.relay.registry import LiveStream, StreamRegistry
 from rtmprelay.relay.transport import KeyframeGate, reset_connection, set_tcp_nodelay
@@ -57,32 +74,14 @@ class ServerConfig:
     player_buffer_bytes: int = DEFAULT_PLAYER_BUFFER_BYTES
 
 
-@attrs.define(eq=False)
-class _PendingPublish:
-    """A publish waiting for the admission hook."""
-
-    stream_id: int
-    path: str
-    deferred: defer.Deferred | None = None
-
-
-class Admissions:
-    """The admission hook, and the paths whose publish waits on it (across connections)."""
-
-    def __init__(self, hook) -> None:
-        self.hook = hook
-        self._waiting: dict[str, _PendingPublish] = {}
-
-    def waiting(self, path: str) -> bool:
-        return path in self._waiting
-
-    def request(self, pending: _PendingPublish) -> defer.Deferred:
-        self._waiting[pending.path] = pending
-        return defer.maybeDeferred(self.hook, pending.path)
-
-    def release(self, pending: _PendingPublish) -> None:
-        if self._waiting.get(pending.path) is pending:
-            del self._waiting[pending.path]
+#: What a refused publish or play is told, by action and refusal category.
+_REFUSAL_STATUS = {
+    (PUBLISH, Refusal.UNAUTHORIZED): s.Status.PUBLISH_UNAUTHORIZED,
+    (PUBLISH, Refusal.REJECTED): s.Status.PUBLISH_REJECTED,
+    (PLAY, Refusal.UNAUTHORIZED): s.Status.PLAY_FAILED,
+    (PLAY, Refusal.REJECTED): s.Status.PLAY_FAILED,
+}
+_CLIENT_IDS = itertools.count(1)
 
 
 class RTMPServerProtocol(Protocol):
@@ -92,10 +91,10 @@ class RTMPServerProtocol(Protocol):
         self.registry = registry
         self.config = config
         self.clock = clock
-        self.admissions = admissions
+        self.admissions = admissions if admissions is not None else Admissions(AdmissionChain())
         self.session = s.ServerSession(config.connection)
         self._published: dict[int, LiveStream] = {}
-        self._admitting: dict[int, _PendingPublish] = {}
+        self._admitting: dict[int, PendingAdmission] = {}
         self._players: dict[int, _PlayerSink] = {}
         self._handshake_timer = None
         self._poller = None
@@ -115,6 +114,8 @@ class RTMPServerProtocol(Protocol):
         self._tokens_at = now
         self._faults_logged: set = set()
         self._drops_logged = 0
+        self.client_id = str(next(_CLIENT_IDS))
+        self._connect_object: dict = {}
 
     # -- Twisted -----------------------------------------------------------------
 
@@ -194,7 +195,9 @@ class RTMPServerProtocol(Protocol):
         self._aimless_since = self.clock.seconds()
 
     def _on_connect(self, event: s.ConnectRequested) -> None:
-        self.log.debug("connect from {peer} app={app}", peer=self.peer, app=printable(event.app))
+        # The app's query string may hold a signature: it stays out of the log.
+        self.log.debug("connect from {peer} app={app}", peer=self.peer, app=printable(event.app.partition("?")[0]))
+        self._connect_object = event.command_object if isinstance(event.command_object, dict) else {}
         self.session.accept_connect()
 
     def _on_request_refused(self, event: s.RequestRefused) -> None:
@@ -217,38 +220,82 @@ class RTMPServerProtocol(Protocol):
         self._drop_admission(event.stream_id)  # the client re-published on this stream while waiting
         if self._over_publish_limit(event):
             return
-        if self.admissions is None:
-            self._start_publish(event.stream_id, event.path, None)
-            return
         if self.admissions.waiting(event.path) or self.registry.get(event.path) is not None:
             self._reject_taken(event.stream_id, event.path)
             return
-        pending = _PendingPublish(event.stream_id, event.path)
-        self._admitting[event.stream_id] = pending
-        d = self.admissions.request(pending)
-        pending.deferred = d
-        d.addCallbacks(self._admitted, self._refused, callbackArgs=(pending,), errbackArgs=(pending,))
-        d.addErrback(lambda failure: self.log.failure("admission of {path} from {peer} went wrong", failure, path=event.path, peer=self.peer))
-        if self._admitting.get(event.stream_id) is pending:
-            self.log.info("publish {path} from {peer} waits for admission", path=event.path, peer=self.peer)
+        self._wait_for_admission(PendingAdmission(event.stream_id, self._request(PUBLISH, event, event.publish_type)))
+
+    def _on_play(self, event: s.PlayRequested) -> None:
+        self._drop_admission(event.stream_id)
+        self._wait_for_admission(PendingAdmission(event.stream_id, self._request(PLAY, event, "")))
+
+    def publishes_admitting(self) -> int:
+        return sum(1 for pending in self._admitting.values() if pending.request.action == PUBLISH)
+
+    def _request(self, action: str, event, publish_type: str) -> AdmissionRequest:
+        connect = self._connect_object
+        return AdmissionRequest(
+            action=action,
+            path=event.path,
+            query=event.query,
+            peer_host=self.host,
+            app=(self.session.app or "").partition("?")[0],
+            name=event.name.partition("?")[0],
+            tc_url=self.session.tc_url,
+            client_id=self.client_id,
+            publish_type=publish_type,
+            flash_version=_connect_string(connect, "flashVer"),
+            swf_url=_connect_string(connect, "swfUrl"),
+            page_url=_connect_string(connect, "pageUrl"),
+        )
 
     def _start_publish(self, stream_id: int, path: str, admission: object) -> None:
-        stream = self.registry.start(path, self, admission)
-        if stream is None:
+        if self.registry.get(path) is not None:
             self._reject_taken(stream_id, path)
             return
+        try:
+            self.session.accept_publish(stream_id)
+        except SessionError:
+            # closeStream/deleteStream while waiting: the client gave up on this publish.
+            self.log.info("publish {path} from {peer} was withdrawn while waiting for admission", path=path, peer=self.peer)
+            return
+        stream = self.registry.start(path, self, admission)
         self._published[stream_id] = stream
         self._start_polling()
-        self.session.accept_publish(stream_id)
         self.log.info("publish {path} from {peer}", path=path, peer=self.peer)
 
+    def _start_play(self, stream_id: int, path: str) -> None:
+        try:
+            self.session.accept_play(stream_id)
+        except SessionError:
+            self.log.info("play {path} to {peer} was withdrawn while waiting for admission", path=path, peer=self.peer)
+            return
+        player = _PlayerSink(self, stream_id, path, self.config.player_buffer_bytes)
+        self._players[stream_id] = player
+        live = self.registry.subscribe(path, player)
+        self.log.info("play {path} to {peer}{waiting}", path=path, peer=self.peer, waiting="" if live else " (waiting for publisher)")
+
     def _reject_taken(self, stream_id: int, path: str) -> None:
+        self._count_request_refused("publish_taken")
         self.log.warn("rejecting publish of {path} from {peer}: already being published", path=path, peer=self.peer)
         self.session.reject_publish(stream_id, s.Status.PUBLISH_BAD_NAME, f"{path} is already being published.")
 
     # -- admission -------------------------------------------------------------------
 
-    def _settle(self, pending: _PendingPublish) -> bool:
+    def _wait_for_admission(self, pending: PendingAdmission) -> None:
+        self._admitting[pending.stream_id] = pending
+        d = self.admissions.request(pending)
+        pending.deferred = d
+        d.addCallbacks(self._admitted, self._refused, callbackArgs=(pending,), errbackArgs=(pending,))
+        d.addErrback(
+            lambda failure: self.log.failure(
+                "admission of {action} {path} from {peer} went wrong", failure, action=pending.request.action, path=pending.path, peer=self.peer
+            )
+        )
+        if self._admitting.get(pending.stream_id) is pending:
+            self.log.info("{action} {path} from {peer} waits for admission", action=pending.request.action, path=pending.path, peer=self.peer)
+
+    def _settle(self, pending: PendingAdmission) -> bool:
         """Forget a finished wait; False when nobody waits for it any more."""
         if self._admitting.get(pending.stream_id) is not pending:
             return False
@@ -256,36 +303,43 @@ class RTMPServerProtocol(Protocol):
         self.admissions.release(pending)
         return not self._closed
 
-    def _admitted(self, admission: object, pending: _PendingPublish) -> None:
+    def _admitted(self, admission: object, pending: PendingAdmission) -> None:
         if not self._settle(pending):
             return
-        if self.registry.get(pending.path) is not None:
-            self._reject_taken(pending.stream_id, pending.path)
+        if pending.request.action == PUBLISH:
+            self._start_publish(pending.stream_id, pending.path, admission)
         else:
-            try:
-                self.session.accept_publish(pending.stream_id)
-            except SessionError:
-                # closeStream/deleteStream while waiting: the client gave up on this publish.
-                self.log.info("publish {path} from {peer} was withdrawn while waiting for admission", path=pending.path, peer=self.peer)
-                return
-            stream = self.registry.start(pending.path, self, admission)
-            self._published[pending.stream_id] = stream
-            self._start_polling()
-            self.log.info("publish {path} from {peer}", path=pending.path, peer=self.peer)
+            self._start_play(pending.stream_id, pending.path)
         self._flush()
 
-    def _refused(self, failure, pending: _PendingPublish) -> None:
+    def _refused(self, failure, pending: PendingAdmission) -> None:
         if not self._settle(pending):
-            return  # cancelled, or its publisher is gone: nothing to tell
-        error = failure.value
-        if isinstance(error, RelayError):
-            description = str(error)
-            self.log.warn("rejecting publish of {path} from {peer}: {why}", path=pending.path, peer=self.peer, why=description)
+            return  # cancelled, or its client is gone: nothing to tell
+        action = pending.request.action
+        refusal = failure.value
+        if not isinstance(refusal, AdmissionRefused):
+            refusal = AdmissionRefused(f"{action} admission failed", kind="error", failure=failure)
+        self._count_request_refused(f"{action}_{refusal.kind}")
+        if refusal.failure is not None:
+            self.log.failure(
+                "rejecting {action} of {path} from {peer}: admission hook failed",
+                refusal.failure,
+                action=action,
+                path=pending.path,
+                peer=self.peer,
+            )
         else:
-            description = "publish admission failed"
-            self.log.failure("rejecting publish of {path} from {peer}: admission hook failed", failure, path=pending.path, peer=self.peer)
+            self.log.warn(
+                "rejecting {action} of {path} from {peer}: {why} ({kind})",
+                action=action,
+                path=pending.path,
+                peer=self.peer,
+                why=refusal.reason,
+                kind=refusal.kind,
+            )
+        reject = self.session.reject_publish if action == PUBLISH else self.session.reject_play
         try:
-            self.session.reject_publish(pending.stream_id, s.Status.PUBLISH_REJECTED, description)
+            reject(pending.stream_id, _REFUSAL_STATUS[(action, refusal.category)], refusal.reason)
         except SessionError:
             return  # withdrawn meanwhile
         self._flush()
@@ -324,13 +378,6 @@ class RTMPServerProtocol(Protocol):
         stream = self._published.pop(event.stream_id, None)
         if stream is not None:
             self.registry.stop(stream)
-
-    def _on_play(self, event: s.PlayRequested) -> None:
-        self.session.accept_play(event.stream_id)
-        player = _PlayerSink(self, event.stream_id, event.path, self.config.player_buffer_bytes)
-        self._players[event.stream_id] = player
-        live = self.registry.subscribe(event.path, player)
-        self.log.info("play {path} to {peer}{waiting}", path=event.path, peer=self.peer, waiting="" if live else " (waiting for publisher)")
 
     def _on_play_ended(self, event: s.PlayEnded) -> None:
         player = self._players.pop(event.stream_id, None)
@@ -486,6 +533,11 @@ class RTMPServerProtocol(Protocol):
         self._handshake_timer = None
 
 
+def _connect_string(command_object: dict, key: str) -> str:
+    value = command_object.get(key)
+    return value if isinstance(value, str) else ""
+
+
 _EVENT_HANDLERS = {
     HandshakeCompleted: RTMPServerProtocol._on_handshake_completed,
     s.ConnectRequested: RTMPServerProtocol._on_connect,
@@ -553,7 +605,8 @@ class _PlayerSink:
 
 
 class RTMPServerFactory(Factory):
-    """``admit(path) -> Deferred``: optional admission hook every publish waits for (see the module doc).
+    """``admission``: the chain every publish and play waits for (see the module doc);
+    ``admit(path) -> Deferred``, the older form, is a chain of that one publish check.
 
     The factory enforces the count limits (connections in all and per address)
     and sweeps its connections every ``SWEEP_INTERVAL`` for their time limits.
@@ -562,13 +615,24 @@ class RTMPServerFactory(Factory):
     log = Logger()
     noisy = False
 
-    def __init__(self, registry: StreamRegistry, config: ServerConfig = ServerConfig(), clock=None, admit=None) -> None:
+    def __init__(
+        self,
+        registry: StreamRegistry,
+        config: ServerConfig = ServerConfig(),
+        clock=None,
+        admit=None,
+        admission: AdmissionChain | None = None,
+    ) -> None:
         if clock is None:
             from twisted.internet import reactor as clock
         self.registry = registry
         self.config = config
         self.clock = clock
-        self.admissions = Admissions(admit) if admit is not None else None
+        if admission is None:
+            admission = AdmissionChain([PathHookCheck(admit)] if admit is not None else [])
+        elif admit is not None:
+            raise ValueError("give admit or admission, not both")
+        self.admissions = Admissions(admission)
         self.connections: set[RTMPServerProtocol] = set()
         self.counters = LimitCounters()
         self._by_address: Counter[str] = Counter()
@@ -622,7 +686,7 @@ class RTMPServerFactory(Factory):
                 del self._by_address[protocol.host]
 
     def publishes_from(self, host: str) -> int:
-        return sum(len(p._published) + len(p._admitting) for p in self.connections if p.host == host)
+        return sum(len(p._published) + p.publishes_admitting() for p in self.connections if p.host == host)
 
     def connections_by_state(self) -> Counter[str]:
         return Counter(protocol.state for protocol in self.connections)

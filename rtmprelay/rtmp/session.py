@@ -86,10 +86,14 @@ class Status:
     PUBLISH_START = "NetStream.Publish.Start"
     PUBLISH_BAD_NAME = "NetStream.Publish.BadName"
     PUBLISH_REJECTED = "NetStream.Publish.Rejected"
+    #: Not one of Adobe's codes, as there is none for this; a level "error" is what clients act on.
+    PUBLISH_UNAUTHORIZED = "NetStream.Publish.Unauthorized"
     UNPUBLISH_SUCCESS = "NetStream.Unpublish.Success"
     PLAY_RESET = "NetStream.Play.Reset"
     PLAY_START = "NetStream.Play.Start"
     PLAY_STOP = "NetStream.Play.Stop"
+    #: librtmp players (rtmpdump, GStreamer's rtmpsrc) close the connection on this one.
+    PLAY_FAILED = "NetStream.Play.Failed"
     PLAY_STREAM_NOT_FOUND = "NetStream.Play.StreamNotFound"
     PLAY_UNPUBLISH_NOTIFY = "NetStream.Play.UnpublishNotify"
     PLAY_PUBLISH_NOTIFY = "NetStream.Play.PublishNotify"

@@ -97,7 +97,8 @@ def test_a_missing_config_file_is_a_usage_error(tmp_path):
         parse("--config", str(tmp_path / "nope.toml"))
 
 
-def test_cloud_webhooks_without_the_lookup_for_on_premise_hls():
+def test_cloud_webhooks_without_the_lookup_for_on_premise_hls(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # tcp:1935 is exposed: makeService makes the auth secret beside ./hls
     from rtmprelay.relay.forward import Forwarding
     from rtmprelay.tap import makeService
 
