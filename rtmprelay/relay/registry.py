@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from rtmprelay.media import flv
 from rtmprelay.media.cleaner import CleanerConfig, LongGop, MediaMessage, StreamCleaner
+from rtmprelay.relay.meters import FrameRate, KeyframeIntervals
 from rtmprelay.rtmp.messages import MessageType
 
 #: Bound on the frames cached since the last keyframe for late joiners: a GOP
@@ -72,6 +73,10 @@ class LiveStream:
         self.counters = StreamCounters()
         #: Unexpected exceptions contained while handling this stream, by where they happened.
         self.faults: dict[str, int] = {}
+        # What /metrics shows of the video: keyframe intervals before and after cleaning, the output rate.
+        self.input_keyframes = KeyframeIntervals()
+        self.output_keyframes = KeyframeIntervals()
+        self.output_frame_rate = FrameRate()
         self._sinks: list[MediaSink] = []
         self._gop: list[MediaMessage] = []
         self._gop_bytes = 0
@@ -96,6 +101,8 @@ class LiveStream:
 
     def publish_media(self, type_id: int, timestamp: int, payload: bytes, now: float = 0.0) -> None:
         """A message from the publisher; ``now`` (seconds) is when it arrived."""
+        if type_id == MessageType.VIDEO and flv.is_keyframe(payload):
+            self.input_keyframes.keyframe(timestamp)
         if self.cleaner is None:
             self._deliver(type_id, timestamp, payload)
             return
@@ -153,10 +160,13 @@ class LiveStream:
                 self.video_header = message
             elif flv.is_keyframe(payload):
                 counters.keyframes += 1
+                self.output_keyframes.keyframe(timestamp)
+                self.output_frame_rate.frame(timestamp)
                 self._gop = [message]
                 self._gop_bytes = len(payload)
                 self._gop_overflowed = False
             else:
+                self.output_frame_rate.frame(timestamp)
                 self._cache(message)
         elif type_id == MessageType.AUDIO:
             counters.audio_messages += 1
