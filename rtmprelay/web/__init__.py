@@ -1,4 +1,4 @@
-"""twisted.web resources: HLS/DASH files, health, the streams API."""
+"""twisted.web resources: HLS/DASH files, health, the streams API, Prometheus metrics, the status page."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from rtmprelay.relay.registry import StreamRegistry
 from rtmprelay.web.api import HealthResource, StreamsResource, json_safe, stream_info
 from rtmprelay.web.hls import MEDIA_FILES, HlsResource
 from rtmprelay.web.limits import HttpLimits, LimitedSite
+from rtmprelay.web.metrics import MetricsResource, RelayCollector, make_metrics_registry
+from rtmprelay.web.status import StaticFileResource, StaticFiles, load_static
 
 __all__ = [
     "HealthResource",
@@ -45,16 +47,22 @@ def make_site(
     hls=None,
     limits: HttpLimits = HttpLimits(),
 ) -> server.Site:
-    """``/hls/...``, ``/health`` and ``/api/streams``; ``clock.seconds() - started_at`` is the uptime.
+    """``/hls/...``, ``/health``, ``/api/streams``, ``/metrics`` and the status page at ``/``;
+    ``clock.seconds() - started_at`` is the uptime.
 
-    ``lag`` (a ReactorLagMonitor) adds the reactor's lateness to /health; ``hls``
-    (an HlsOutput) adds each stream's HLS state to /api/streams."""
+    ``lag`` (a ReactorLagMonitor) adds the reactor's lateness to /health and /metrics;
+    ``hls`` (an HlsOutput) adds each stream's HLS state to /api/streams and /metrics."""
     root = _Folder()
     root.putChild(b"hls", HlsResource(hls_dir))
     root.putChild(b"health", HealthResource(registry, started_at=started_at, clock=clock, lag=lag))
     api = _Folder()
     api.putChild(b"streams", StreamsResource(registry, hls=hls))
     root.putChild(b"api", api)
+    collector = RelayCollector(registry, clock=clock, hls=hls, lag=lag)
+    root.putChild(b"metrics", MetricsResource(make_metrics_registry(collector)))
+    static = load_static()
+    root.putChild(b"", StaticFileResource(static["index.html"]))
+    root.putChild(b"static", StaticFiles(static))
     site = LimitedSite(root, limits, reactor=clock)
     site.displayTracebacks = False
     site.noisy = False

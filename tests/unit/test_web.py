@@ -160,7 +160,6 @@ def test_hls_preflight(server):
         "/hls/user1/stream1/",
         "/hls/",
         "/hls",
-        "/",
         "/api",
     ],
 )
