@@ -2,8 +2,11 @@
 # Installs everything rtmprelay needs on a fresh Debian machine (run as root).
 # Idempotent: a second run only checks what is already there.
 #   system (apt): ffmpeg, nginx + its RTMP module, GStreamer with the good/bad/ugly/libav
-#                 plugins (rtmpsink is librtmp, the glasses' own RTMP stack), rtmpdump
-#   Python (PyPI): the package and its test extras into ./.venv
+#                 plugins (rtmpsink is librtmp, the glasses' own RTMP stack), rtmpdump,
+#                 chromium + chromium-driver (the status page's test in a real headless browser;
+#                 Debian builds the two together, so the driver always matches the browser)
+#   Python (PyPI): the package and its test extras into ./.venv (selenium drives that chromium;
+#                 nothing downloads a browser)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +14,7 @@ apt_packages=(
   ffmpeg nginx libnginx-mod-rtmp rtmpdump
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  chromium chromium-driver
   python3-venv
 )
 missing=()

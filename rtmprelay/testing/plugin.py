@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from rtmprelay.testing.browser import HeadlessChromium
 from rtmprelay.testing.nginx import NginxRtmp
 from rtmprelay.testing.peers import PeerProcess, PeerUnavailable
 from rtmprelay.testing.players import FfmpegRecorder, GstPlayer, RtmpdumpPlayer
@@ -196,6 +197,18 @@ def rtmprelay_factory(rtmp_peers: PeerSet) -> Iterator[Callable[..., RelayProces
         problems = relay.unexpected_errors()
         if problems:
             pytest.fail(f"rtmprelay logged unexpected errors:\n{problems}", pytrace=False)
+
+
+@pytest.fixture
+def headless_chromium(rtmp_peers: PeerSet) -> Iterator[HeadlessChromium]:
+    """Debian's headless Chromium driven by Selenium (``.driver``); ``.screenshot(name)`` and its
+    console log (at teardown) go to ``rtmp_peers.log_dir``. Skips without chromium, chromedriver or selenium."""
+    with _skip_if_unavailable():
+        browser = HeadlessChromium(rtmp_peers.log_dir)
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 # --- dirty streams (rtmprelay.testing.dirty, .dirty_publisher) -----------------

@@ -89,7 +89,9 @@
     const gop = isNumber(c.input_keyframe_interval_s)
       ? `keyframes every ${c.input_keyframe_interval_s.toFixed(2)} s (max ${fixed(c.max_input_keyframe_interval_s, 2, " s")})`
       : "no keyframe interval yet";
-    return [list([bitrate(c.input_bitrate), `${fixed(c.input_fps, 1, " fps")}`, gop, ...driftItems(stream)])];
+    const rate = isNumber(c.input_bitrate) ? bitrate(c.input_bitrate) : "bitrate: measuring…";
+    const fps = isNumber(c.input_fps) ? fixed(c.input_fps, 1, " fps") : "frame rate: measuring…";
+    return [list([rate, fps, gop, ...driftItems(stream)])];
   }
 
   function foundCell(stream) {
