@@ -6,6 +6,7 @@ import pytest
 
 from rtmprelay.relay.meters import FrameRate, KeyframeIntervals
 from rtmprelay.relay.registry import StreamRegistry
+from tests.unit.test_hls_output import Publisher
 
 
 def test_intervals_land_in_the_bucket_at_or_above_them():
@@ -34,14 +35,6 @@ def test_frame_rate_over_the_window_and_after_a_restart():
     for frame in range(31):  # the timeline starts again, at 30 fps
         rate.frame(round(frame * 1000 / 30))
     assert rate.fps == pytest.approx(30, rel=0.02)
-
-
-class Publisher:
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def video(timestamp: int, key: bool) -> tuple:

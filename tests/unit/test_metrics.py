@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 
 import pytest
 from prometheus_client import generate_latest
@@ -20,16 +19,9 @@ from rtmprelay.relay.registry import StreamRegistry
 from rtmprelay.testing.flv import read_flv_tags
 from rtmprelay.testing.publishers import make_test_flv
 from rtmprelay.web.metrics import FAMILIES, RETENTION_S, RelayCollector, make_metrics_registry
+from tests.unit.test_hls_output import Publisher, ThreadedClock, settle
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg to make test media")
-
-
-class Publisher:
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 class Scrape:
@@ -189,28 +181,6 @@ def test_pending_metrics_are_not_emitted():
         assert pending not in names
 
 
-class ThreadedClock(Clock):
-    """A Clock that also takes calls from HLS worker threads; the test runs them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.from_threads: list = []
-
-    def callFromThread(self, f, *args, **kwargs) -> None:  # noqa: N802 (Twisted's name)
-        self.from_threads.append((f, args, kwargs))
-
-    def settle(self, predicate, timeout=30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            while self.from_threads:
-                f, args, kwargs = self.from_threads.pop(0)
-                f(*args, **kwargs)
-            if predicate():
-                return True
-            time.sleep(0.02)
-        return False
-
-
 @needs_ffmpeg
 def test_hls_readings_follow_the_output_after_the_stream_ended(tmp_path, glasses_tags):
     clock = ThreadedClock()
@@ -222,9 +192,9 @@ def test_hls_readings_follow_the_output_after_the_stream_ended(tmp_path, glasses
     publish(stream, glasses_tags)
     registry.stop(stream)
     playlist = tmp_path / "u1" / "s1" / "index.m3u8"
-    assert clock.settle(lambda: playlist.exists() and "#EXT-X-ENDLIST" in playlist.read_text())
+    assert settle(hls, clock, lambda: playlist.exists() and "#EXT-X-ENDLIST" in playlist.read_text())
     listed = playlist.read_text().count("#EXTINF")
-    assert listed >= 2 and clock.settle(lambda: hls.info("live/u1/s1")["segments"] == listed)
+    assert listed >= 2 and settle(hls, clock, lambda: hls.info("live/u1/s1")["segments"] == listed)
 
     scrape = Scrape(collector)
     info = hls.info("live/u1/s1")
@@ -236,5 +206,5 @@ def test_hls_readings_follow_the_output_after_the_stream_ended(tmp_path, glasses
     assert str(tmp_path) not in scrape.text  # no file path goes out
 
     clock.advance(61)  # the files are removed: the last readings stay until the stream is forgotten
-    assert clock.settle(lambda: hls.info("live/u1/s1") is None)
+    assert settle(hls, clock, lambda: hls.info("live/u1/s1") is None)
     assert Scrape(collector).value("rtmprelay_stream_hls_segments_total", path="live/u1/s1") == info["segments"]
