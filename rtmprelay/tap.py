@@ -505,6 +505,7 @@ def makeService(options: Options) -> service.MultiService:
             lag=lag,
             hls=hls_output,
             limits=options["http-limits"],
+            rtmp_server=factory,
         )
         strports.service(options["http"], site).setServiceParent(top)
     top.registry = registry

@@ -46,24 +46,27 @@ def make_site(
     lag=None,
     hls=None,
     limits: HttpLimits = HttpLimits(),
+    rtmp_server=None,
 ) -> server.Site:
     """``/hls/...``, ``/health``, ``/api/streams``, ``/metrics`` and the status page at ``/``;
     ``clock.seconds() - started_at`` is the uptime.
 
     ``lag`` (a ReactorLagMonitor) adds the reactor's lateness to /health and /metrics;
-    ``hls`` (an HlsOutput) adds each stream's HLS state to /api/streams and /metrics."""
+    ``hls`` (an HlsOutput) adds each stream's HLS state to /api/streams and /metrics;
+    ``rtmp_server`` (the RTMPServerFactory) adds its connections and refusals to /metrics."""
     root = _Folder()
     root.putChild(b"hls", HlsResource(hls_dir))
     root.putChild(b"health", HealthResource(registry, started_at=started_at, clock=clock, lag=lag))
     api = _Folder()
     api.putChild(b"streams", StreamsResource(registry, hls=hls))
     root.putChild(b"api", api)
-    collector = RelayCollector(registry, clock=clock, hls=hls, lag=lag)
+    collector = RelayCollector(registry, clock=clock, hls=hls, lag=lag, server=rtmp_server)
     root.putChild(b"metrics", MetricsResource(make_metrics_registry(collector)))
     static = load_static()
     root.putChild(b"", StaticFileResource(static["index.html"]))
     root.putChild(b"static", StaticFiles(static))
     site = LimitedSite(root, limits, reactor=clock)
+    collector.http_site = site
     site.displayTracebacks = False
     site.noisy = False
     return site

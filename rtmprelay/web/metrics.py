@@ -18,6 +18,9 @@ A stream that ended stays for ``retention_s`` (5 minutes; at most
 so that the scrape after its end still sees its last counters; then it leaves
 the output, which keeps the number of series bounded by the live streams.
 
+Given the RTMP server factory and the web site, it adds their connections by
+state and what their limits refused or closed, by reason.
+
 Metrics whose source is not on main yet are declared in :data:`FAMILIES` but
 read by functions marked PENDING that return nothing: no value is made up.
 """
@@ -134,8 +137,21 @@ FAMILIES: dict[str, Family] = {
     ),
     "rtmprelay_reactor_lag_worst_seconds": Family("gauge", "How late a 50 ms timer ran at worst since the start"),
     "rtmprelay_connections": Family("gauge", "Open RTMP connections by state", ("state",)),
-    "rtmprelay_handshakes_refused_total": Family("counter", "RTMP handshakes refused, by reason", ("reason",)),
-    "rtmprelay_publishes_refused_total": Family("counter", "Publishes refused, by reason", ("reason",)),
+    "rtmprelay_connections_refused_total": Family(
+        "counter", "RTMP connections refused before a byte was read (a connection limit), by reason", ("reason",)
+    ),
+    "rtmprelay_connections_closed_total": Family(
+        "counter", "RTMP connections the relay closed, by reason: a time limit, or the peer's protocol error (HandshakeError, ...)",
+        ("reason",),
+    ),
+    "rtmprelay_requests_refused_total": Family("counter", "Publishes and plays the server refused, by reason", ("reason",)),
+    "rtmprelay_messages_dropped_total": Family("counter", "Data messages dropped or cut (unreadable, over their bounds)", ("reason",)),
+    "rtmprelay_faults_total": Family("counter", "Unexpected errors handling one message, contained (the connection went on)", ("where",)),
+    "rtmprelay_stream_faults_total": Family(
+        "counter", "Unexpected errors handling this stream's media, contained (the stream went on)", _PATH + ("where",)
+    ),
+    "rtmprelay_http_connections": Family("gauge", "Open HTTP connections"),
+    "rtmprelay_http_refused_total": Family("counter", "HTTP requests and connections refused by a limit, by reason", ("reason",)),
 }
 
 #: One series: its family's name, its label values in the family's order, its value
@@ -158,6 +174,8 @@ _TRANSCODER_COUNTS = (
 )
 #: The states an upstream can be in, as main's forwarder tells them (issue 10 adds more).
 UPSTREAM_STATES = ("connecting", "live")
+#: RTMPServerProtocol.state: every one is always exported, so a state with no connection reads 0.
+CONNECTION_STATES = ("handshake", "connected", "admitting", "publishing", "playing", "closing")
 
 
 # -- readers: one per source, each returning samples ------------------------------------
@@ -177,6 +195,7 @@ def stream_samples(stream: LiveStream) -> list[Sample]:
     fps = stream.output_frame_rate.fps
     if fps is not None:
         samples.append(("rtmprelay_stream_output_frames_per_second", (path,), fps))
+    samples += [("rtmprelay_stream_faults_total", (path, where), count) for where, count in sorted(stream.faults.items())]
     if stream.cleaner is not None:
         samples += cleaner_samples(path, stream.cleaner)
     samples += upstream_samples(stream)
@@ -272,12 +291,32 @@ def lag_samples(lag) -> list[Sample]:
     ]
 
 
-def connection_samples() -> list[Sample]:
-    """PENDING (issue 8): ``rtmprelay_connections{state}``, ``rtmprelay_handshakes_refused_total{reason}``
-    and ``rtmprelay_publishes_refused_total{reason}`` from the RTMP server factory's connection
-    table and refusal counters. Main's ``RTMPServerFactory`` keeps neither; pass the factory to
-    :class:`RelayCollector` and read them here when issue 8 adds them."""
-    return []
+def server_samples(server) -> list[Sample]:
+    """The RTMP server factory: its connections by state, and what its limits refused or closed, by reason.
+
+    Publishes refused because their path is taken, or by the admission hook (the cloud
+    lookup), are not counted by the server yet, so they are not here either."""
+    by_state = server.connections_by_state()
+    samples: list[Sample] = [
+        ("rtmprelay_connections", (state,), by_state.get(state, 0)) for state in sorted(set(CONNECTION_STATES) | set(by_state))
+    ]
+    counters = server.counters
+    for name, counter in (
+        ("rtmprelay_connections_refused_total", counters.connections_refused),
+        ("rtmprelay_connections_closed_total", counters.connections_closed),
+        ("rtmprelay_requests_refused_total", counters.requests_refused),
+        ("rtmprelay_messages_dropped_total", counters.messages_dropped),
+        ("rtmprelay_faults_total", counters.faults),
+    ):
+        samples += [(name, (reason,), count) for reason, count in sorted(counter.items())]
+    return samples
+
+
+def http_samples(site) -> list[Sample]:
+    """The web server's own limits (``LimitedSite``): open connections, refusals by reason."""
+    samples: list[Sample] = [("rtmprelay_http_connections", (), site.open_connections)]
+    samples += [("rtmprelay_http_refused_total", (reason,), count) for reason, count in sorted(site.http_counters.items())]
+    return samples
 
 
 def _histogram(name: str, labels: tuple[str, ...], intervals: KeyframeIntervals) -> Sample:
@@ -309,6 +348,7 @@ class RelayCollector:
         clock: IReactorTime,
         hls=None,
         lag=None,
+        server=None,
         retention_s: float = RETENTION_S,
         max_ended: int = MAX_ENDED,
     ) -> None:
@@ -316,6 +356,9 @@ class RelayCollector:
         self.clock = clock
         self.hls = hls
         self.lag = lag
+        #: The RTMPServerFactory, and the web site (``LimitedSite``) once it is made.
+        self.server = server
+        self.http_site = None
         self.retention_s = retention_s
         self.max_ended = max_ended
         self._publishes: dict[str, int] = {}  # live paths
@@ -357,7 +400,10 @@ class RelayCollector:
         ]
         if self.lag is not None:
             samples += lag_samples(self.lag)
-        samples += connection_samples()
+        if self.server is not None:
+            samples += server_samples(self.server)
+        if self.http_site is not None:
+            samples += http_samples(self.http_site)
         return families(samples)
 
     def _samples_of(self, stream: LiveStream, publishes: int, *, live: bool) -> list[Sample]:

@@ -64,6 +64,8 @@ def test_metrics_during_a_live_publish_and_after_it(rtmprelay_factory, ffmpeg_pu
     assert value("rtmprelay_stream_hls_queue_bytes", path=path) is not None
     assert value("rtmprelay_stream_hls_queue_dropped_messages_total", path=path, track="video") == 0
     assert value("rtmprelay_live_streams") == 1
+    assert value("rtmprelay_connections", state="publishing") == 1
+    assert value("rtmprelay_http_connections") >= 1
     assert value("rtmprelay_reactor_lag_seconds", quantile="0.99") is not None
     assert value("process_resident_memory_bytes") > 10e6
     assert value("process_cpu_seconds_total") > 0

@@ -16,6 +16,7 @@ from rtmprelay.hls.output import HlsOutput, HlsSettings
 from rtmprelay.media.cleaner import CleanerConfig
 from rtmprelay.relay.client import UpstreamForwarder
 from rtmprelay.relay.registry import StreamRegistry
+from rtmprelay.relay.server import RTMPServerFactory, ServerConfig
 from rtmprelay.testing.flv import read_flv_tags
 from rtmprelay.testing.publishers import make_test_flv
 from rtmprelay.web.metrics import FAMILIES, RETENTION_S, RelayCollector, make_metrics_registry
@@ -162,9 +163,32 @@ def test_upstreams_are_named_with_their_stream_key_masked():
     assert scrape.value("rtmprelay_upstream_sent_messages_total", **labels) == 0
 
 
+def test_connections_by_state_and_what_the_limits_refused_come_from_the_server():
+    from tests.unit.test_server_limits import LIMITS, advance, connect, handshaken, publishing
+
+    clock = MemoryReactorClock()
+    registry = StreamRegistry()
+    server = RTMPServerFactory(registry, ServerConfig(limits=LIMITS), clock)
+    collector = RelayCollector(registry, clock=clock, server=server)
+    handshaken(server)
+    publishing(server, "s1")
+    for _ in range(4):  # two are still in the handshake; two are over the limit per address (4)
+        connect(server)
+    scrape = Scrape(collector)
+    states = {s.labels["state"]: s.value for s in scrape.series("rtmprelay_connections")}
+    assert states == {"handshake": 2, "connected": 1, "admitting": 0, "publishing": 1, "playing": 0, "closing": 0}
+    assert scrape.value("rtmprelay_connections_refused_total", reason="max_connections_per_address") == 2
+    assert scrape.value("rtmprelay_stream_live", path="live/user1/s1") == 1
+
+    advance(clock, LIMITS.command_timeout + 1)  # the one that never said what it wants is closed
+    scrape = Scrape(collector)
+    assert scrape.value("rtmprelay_connections_closed_total", reason="command_timeout") == 1
+    assert scrape.value("rtmprelay_connections", state="connected") == 0
+
+
 def test_pending_metrics_are_not_emitted():
-    """A/V drift (issue 9), upstream reconnects and queue (issue 10), connections and refusals
-    (issue 8): their sources are not there yet, so nothing is made up for them."""
+    """A/V drift (issue 9), upstream reconnects and queue (issue 10): their sources are not
+    there yet, so nothing is made up for them."""
     registry = StreamRegistry(cleaning=CleanerConfig())
     collector = RelayCollector(registry, clock=Clock())
     stream = registry.start("live/u1/s1", Publisher())
@@ -174,9 +198,6 @@ def test_pending_metrics_are_not_emitted():
         "rtmprelay_stream_av_drift_seconds",
         "rtmprelay_upstream_reconnects_total",
         "rtmprelay_upstream_queue_bytes",
-        "rtmprelay_connections",
-        "rtmprelay_handshakes_refused_total",
-        "rtmprelay_publishes_refused_total",
     ):
         assert pending not in names
 

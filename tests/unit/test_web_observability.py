@@ -58,6 +58,7 @@ def test_metrics_in_the_text_format(site):
     assert set(lag) == {"0.5", "0.99", "1"}
     assert families["process_resident_memory_bytes"].samples[0].value > 0
     assert families["process_cpu_seconds"].samples[0].value > 0
+    assert families["rtmprelay_http_connections"].samples[0].value >= 1  # this scrape's own
     # nothing secret, no file path
     assert "0123456789" not in text and str(site.hls_dir) not in text and "/tmp" not in text
 
