@@ -27,14 +27,17 @@ read by functions marked PENDING that return nothing: no value is made up.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 
 import attrs
 from prometheus_client import CollectorRegistry, ProcessCollector, exposition
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
+from twisted.internet import threads
 from twisted.internet.interfaces import IReactorTime
-from twisted.web import resource
+from twisted.logger import Logger
+from twisted.web import resource, server
 from twisted.web.server import Request
 
 import rtmprelay
@@ -320,8 +323,15 @@ def http_samples(site) -> list[Sample]:
 
 
 def _histogram(name: str, labels: tuple[str, ...], intervals: KeyframeIntervals) -> Sample:
-    buckets = [(floatToGoString(bound), count) for bound, count in intervals.cumulative()]
+    bounds = _le_labels(intervals.buckets_s)
+    buckets = [(bound, count) for bound, (_upper, count) in zip(bounds, intervals.cumulative())]
     return (name, labels, (buckets, intervals.sum_s))
+
+
+@functools.cache
+def _le_labels(buckets_s: tuple[float, ...]) -> tuple[str, ...]:
+    """The ``le`` label of each bucket, +Inf last (made once, not at every scrape)."""
+    return tuple(floatToGoString(bound) for bound in (*buckets_s, float("inf")))
 
 
 # -- the collector -----------------------------------------------------------------------
@@ -454,21 +464,51 @@ def make_metrics_registry(collector: RelayCollector) -> CollectorRegistry:
     return registry
 
 
+class _Snapshot:
+    """Metric families already read: what the encoders take (``collect()``), safe on any thread."""
+
+    def __init__(self, metrics: list[Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> list[Metric]:
+        return self._metrics
+
+
 class MetricsResource(resource.Resource):
     """``GET /metrics``: the text format, or OpenMetrics when the scraper asks for it.
 
-    Rendered on the reactor thread, where the objects it reads live
-    (prometheus_client's own Twisted resource renders on a worker thread)."""
+    The relay's objects are read on the reactor thread, where they live and
+    change (prometheus_client's own Twisted resource would read them from a
+    worker thread, racing the reactor). Turning the readings into text, most
+    of a scrape's cost (escaping every label), is done on a worker thread.
+    """
 
     isLeaf = True
+    log = Logger()
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__()
         self._registry = registry
 
-    def render_GET(self, request: Request) -> bytes:
+    def render_GET(self, request: Request) -> int:
         accept = request.getHeader(b"accept")
         encoder, content_type = exposition.choose_encoder(accept.decode("latin-1") if accept else "")
+        snapshot = _Snapshot(list(self._registry.collect()))
         request.setHeader(b"content-type", content_type.encode("ascii"))
         request.setHeader(b"cache-control", b"no-store")
-        return encoder(self._registry)
+        gone = []
+        request.notifyFinish().addErrback(gone.append)  # the scraper hung up meanwhile
+
+        def answer(body: bytes) -> None:
+            if not gone:
+                request.write(body)
+                request.finish()
+
+        def failed(failure) -> None:
+            self.log.failure("/metrics could not be rendered", failure)
+            if not gone:
+                request.setResponseCode(500)
+                request.finish()
+
+        threads.deferToThread(encoder, snapshot).addCallbacks(answer, failed)
+        return server.NOT_DONE_YET
