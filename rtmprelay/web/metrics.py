@@ -297,8 +297,9 @@ def lag_samples(lag) -> list[Sample]:
 def server_samples(server) -> list[Sample]:
     """The RTMP server factory: its connections by state, and what its limits refused or closed, by reason.
 
-    Publishes refused because their path is taken, or by the admission hook (the cloud
-    lookup), are not counted by the server yet, so they are not here either."""
+    ``rtmprelay_requests_refused_total`` holds every publish and play the server
+    refused, as ``{action}_{kind}`` (a bad name, a taken path, a missing or wrong
+    signature, the HTTP hook, the upstream lookup, a per-address limit)."""
     by_state = server.connections_by_state()
     samples: list[Sample] = [
         ("rtmprelay_connections", (state,), by_state.get(state, 0)) for state in sorted(set(CONNECTION_STATES) | set(by_state))
