@@ -35,10 +35,15 @@ def forwarding_relay(rtmprelay_factory, upstream):
 
 
 def _read_until_closed(sock, timeout=10.0):
+    """What the relay sent before it closed; a reset counts as closed (time limits end a
+    connection with a TCP reset, so that no lingering socket holds a buffer)."""
     sock.settimeout(timeout)
     received = b""
-    while chunk := sock.recv(65536):
-        received += chunk
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
     return received
 
 
