@@ -28,8 +28,8 @@ from rtmprelay.hls.transcode import TranscodeSettings
 from rtmprelay.hls.worker import DEFAULT_QUEUE_FRAMES
 from rtmprelay.media.cleaner import CleanerConfig
 from rtmprelay.media.profiles import PROFILES, get_profile
-from rtmprelay.relay.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_QUEUE_BYTES, UpstreamConfig
-from rtmprelay.relay.forward import Forwarding, UrlTemplate
+from rtmprelay.relay.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_QUEUE_BYTES, UpstreamConfig, load_trust
+from rtmprelay.relay.forward import Forwarding, ForwardTemplate, ForwardTemplates
 from rtmprelay.relay.admission import AdmissionChain, PathHookCheck, SignedUrlCheck
 from rtmprelay.relay.lag import ReactorLagMonitor
 from rtmprelay.relay.limits import ServerLimits
@@ -93,10 +93,6 @@ class Options(usage.Options):
         "ssl:1936:privateKey=key.pem:certKey=cert.pem (RTMPS ingest)."
     )
     optParameters = [
-        ["forward", "f", None,
-         "Forward every stream to this URL template; placeholders {app}, {path} "
-         "(stream path below the app), {userId}, {streamId}. "
-         "E.g. 'rtmps://live.cloudflare.com:443/live/{streamId}'."],
         ["cloud", None, None,
          "Base URL of the cloud routes (BASE/api/rtmp-relay/...). Every publish waits for "
          "GET BASE/api/rtmp-relay/cf-url/USER/STREAM and is forwarded to the URL it names, or refused "
@@ -114,9 +110,12 @@ class Options(usage.Options):
          "Default: from --http: http (https for ssl:) on its interface, or, on all interfaces, "
          "this host's address on the route to the cloud."],
         ["upstream-ca", None, None, "PEM file of the CA that signs upstream certificates (default: the system's trust store)."],
-        ["upstream-timeout", None, DEFAULT_CONNECT_TIMEOUT, "Seconds to wait for an upstream TCP/TLS connection.", _positive_float],
+        ["upstream-timeout", None, DEFAULT_CONNECT_TIMEOUT,
+         "Seconds an upstream has to accept a connection, to accept the publish, and to take data from a "
+         "full socket; past it the connection is made again.", _positive_float],
         ["upstream-queue-bytes", None, DEFAULT_UPSTREAM_QUEUE_BYTES,
-         "Bound on media held for one upstream that is connecting or slow.", _positive_int],
+         "Bound on media held for one destination while it (re)connects or is slow; past it whole GOPs are "
+         "dropped and the destination resumes at a keyframe.", _positive_int],
         # -- limits: what one peer may cost (each hit is logged with its reason and counted)
         ["max-message-size", None, DEFAULT_MAX_MESSAGE_SIZE,
          "Largest RTMP message accepted, in bytes (at most 16777215, the 24-bit length field).", _positive_int],
@@ -223,23 +222,40 @@ class Options(usage.Options):
         ["auth-play", None, "Require signed URLs to play too (`rtmprelay sign --play`)."],
     ]
 
+    #: Options given more than once; on the command line they replace the config file's list.
+    REPEATABLE = ("rtmp", "forward")
+
     def __init__(self) -> None:
         super().__init__()
         self["rtmp"] = []
+        self["forward"] = []
 
     def parseOptions(self, options=None) -> None:
         """``--config FILE`` (TOML, keys are the long option names) gives defaults; the command line wins."""
         args = list(sys.argv[1:] if options is None else options)
         path, rest = _take_config_path(args)
         prefix = _config_file_args(path, self) if path is not None else []
-        if any(arg == "--rtmp" or arg.startswith("--rtmp=") for arg in rest):
-            # --rtmp repeats; given on the command line it replaces the file's list, as any option does.
-            prefix = [arg for i, arg in enumerate(prefix) if arg != "--rtmp" and (i == 0 or prefix[i - 1] != "--rtmp")]
+        for name in self.REPEATABLE:
+            option = f"--{name}"
+            if any(arg == option or arg.startswith(option + "=") for arg in rest):
+                # It repeats; given on the command line it replaces the file's list, as any option does.
+                prefix = [arg for i, arg in enumerate(prefix) if arg != option and (i == 0 or prefix[i - 1] != option)]
         super().parseOptions(prefix + rest)
 
     def opt_rtmp(self, endpoint: str) -> None:
         """RTMP listen endpoint (repeatable). Default: tcp:1935."""
         self["rtmp"].append(endpoint)
+
+    def opt_forward(self, spec: str) -> None:
+        """Forward every stream to this URL template (repeatable: one upstream publish per --forward,
+        each with its own connection, queue, reconnection and state). Placeholders {app}, {path}
+        (stream path below the app), {userId}, {streamId}; the URL's first path element is the RTMP
+        application, the rest the stream name. Options may follow the URL: app=APP (a longer
+        application name), profile=NAME (this destination's keyframe spacing). E.g.
+        'rtmps://live.cloudflare.com:443/live/{streamId}', 'rtmp://nginx:1935/live/{path}'."""
+        self["forward"].append(spec)
+
+    opt_f = opt_forward
 
     def postOptions(self) -> None:
         if not self["rtmp"]:
@@ -249,8 +265,9 @@ class Options(usage.Options):
         elif self["hls"] is None and not self.forwarding:
             self["hls"] = DEFAULT_HLS_DIR
         try:
-            if self["forward"]:
-                self["forward"] = UrlTemplate(self["forward"])
+            self["forward"] = [ForwardTemplate.parse(spec) for spec in self["forward"]]
+            if self["upstream-ca"]:
+                load_trust(self["upstream-ca"])
             self._cloud_options()
             self["cleaning"] = None if self["no-clean"] else self._cleaning()
             self["hls-settings"] = self._hls_settings()
@@ -357,6 +374,12 @@ class Options(usage.Options):
             "wallclock": bool(self["wallclock-timestamps"]),
         }
         config = CleanerConfig.from_profile(profile, **overrides)
+        # One cleaner per stream, for the laxest keyframe spacing a destination wants;
+        # each forwarder spaces keyframes further for its own destination.
+        self["min-keyframe-spacing"] = config.min_keyframe_interval_s
+        wanted = [get_profile(t.profile).min_keyframe_interval_s for t in self["forward"] if t.profile is not None]
+        if wanted and min(wanted) < config.min_keyframe_interval_s:
+            config = attrs.evolve(config, min_keyframe_interval_s=min(wanted))
         return attrs.evolve(config, fps=fps_value)
 
 
@@ -434,7 +457,7 @@ def _config_file_args(path: str, options: usage.Options) -> list[str]:
     except tomllib.TOMLDecodeError as error:
         raise usage.UsageError(f"config file {path}: {error}") from None
     flags = {flag[0] for flag in options.optFlags}
-    parameters = {parameter[0] for parameter in options.optParameters} | {"rtmp"}
+    parameters = {parameter[0] for parameter in options.optParameters} | set(Options.REPEATABLE)
     args: list[str] = []
     for key, value in table.items():
         if key in flags:
@@ -457,7 +480,7 @@ def makeService(options: Options) -> service.MultiService:
 
     top = service.MultiService()
     registry = StreamRegistry(gop_cache_bytes=options["gop-cache-bytes"], cleaning=options["cleaning"])
-    cloud = forwarding = None
+    cloud = forwarding = announcer = None
     if options["cloud"]:
         cloud = CloudClient(options["cloud"], clock=reactor)
     lookup = cloud is not None and not options["no-cloud-lookup"]
@@ -467,8 +490,9 @@ def makeService(options: Options) -> service.MultiService:
             queue_bytes=options["upstream-queue-bytes"],
             connect_timeout=options["upstream-timeout"],
         )
-        source = CloudLookup(cloud, fallback=options["forward"]) if lookup else options["forward"]
-        forwarding = Forwarding(reactor, source, upstream)
+        templates = ForwardTemplates(options["forward"]) if options["forward"] else None
+        source = CloudLookup(cloud, fallback=templates) if lookup else templates
+        forwarding = Forwarding(reactor, source, upstream, min_keyframe_interval_s=options.get("min-keyframe-spacing"))
         registry.add_listener(forwarding)
     config = options["server-config"]
     hls_output = None

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything rtmprelay needs on a fresh Debian machine (run as root).
 # Idempotent: a second run only checks what is already there.
-#   system (apt): ffmpeg, nginx + its RTMP module, GStreamer with the good/bad/ugly/libav
+#   system (apt): ffmpeg, nginx + its RTMP module (and its stream module: the tests' TLS
+#                 terminator in front of an upstream), GStreamer with the good/bad/ugly/libav
 #                 plugins (rtmpsink is librtmp, the glasses' own RTMP stack), rtmpdump,
 #                 chromium + chromium-driver (the status page's test in a real headless browser;
 #                 Debian builds the two together, so the driver always matches the browser)
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(
-  ffmpeg nginx libnginx-mod-rtmp rtmpdump
+  ffmpeg nginx libnginx-mod-rtmp libnginx-mod-stream rtmpdump
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   chromium chromium-driver

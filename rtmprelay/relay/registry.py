@@ -219,6 +219,11 @@ class LiveStream:
     def sinks(self) -> tuple:
         return tuple(self._sinks)
 
+    def since_keyframe(self) -> tuple[MediaMessage, ...]:
+        """The last keyframe and what followed it (empty when too long to keep): where a
+        sink that lost its output, such as an upstream that reconnects, starts again."""
+        return tuple(self._gop)
+
     # -- backpressure: a sink that must not lose data pauses the publisher -------
 
     def pause_for(self, sink: MediaSink) -> None:
@@ -255,6 +260,7 @@ class StreamRegistry:
         self._waiting: dict[str, list[MediaSink]] = {}
         self._listeners: list = []
         self.gop_cache_bytes = gop_cache_bytes
+        self._stopping = False
 
     def get(self, path: str) -> LiveStream | None:
         return self._streams.get(path)
@@ -267,8 +273,8 @@ class StreamRegistry:
         self._listeners.append(listener)
 
     def start(self, path: str, publisher: Publisher, admission: object = None) -> LiveStream | None:
-        """The new stream, or None when ``path`` is already being published."""
-        if path in self._streams:
+        """The new stream, or None when ``path`` is already being published (or the relay stops)."""
+        if path in self._streams or self._stopping:
             return None
         cleaner = StreamCleaner(self.cleaning) if self.cleaning is not None else None
         stream = LiveStream(path, publisher, self.gop_cache_bytes, cleaner, admission)
@@ -295,6 +301,14 @@ class StreamRegistry:
             self.log.info("stream {path} cleaner counters: {counters}", path=stream.path, counters=stream.cleaner.counters.as_dict())
         for listener in list(self._listeners):
             listener.stream_ended(stream)
+
+    def end_all(self) -> int:
+        """End every stream and take no more (the relay is stopping); returns how many ended."""
+        self._stopping = True
+        streams = list(self._streams.values())
+        for stream in streams:
+            self.stop(stream)
+        return len(streams)
 
     def subscribe(self, path: str, sink: MediaSink) -> bool:
         """Attach now (True), or when ``path`` goes live (False), as nginx-rtmp does."""

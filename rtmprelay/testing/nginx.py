@@ -11,6 +11,16 @@ docs/testing.md):
   app ``live`` + stream ``user1/s1`` instead.
 - ``record all`` writes ``record_path/<stream name>.flv`` with ``/`` in the
   name escaped as ``%2F``: stream ``user1/s1`` -> ``user1%2Fs1.flv``.
+- A recording's timestamps start at 0 whatever the publisher sent (the
+  recorder subtracts the first one), and so do a player's (rtmpdump,
+  ffmpeg): nginx cannot show whether a publisher's timeline began at 0.
+- An unknown application is refused by closing the connection, with no
+  ``_error`` answer (``connect: application not found`` in the error log).
+
+``crash()`` kills nginx like a crash would (SIGKILL) and keeps its port and
+what it recorded; ``start()`` brings it back on the same port. ``tls=(cert,
+key)`` puts a TLS terminator in front (nginx's stream module, as a load
+balancer terminates RTMPS in front of an ingest): ``rtmps://`` on ``tls_port``.
 """
 
 from __future__ import annotations
@@ -35,9 +45,10 @@ from rtmprelay.testing.peers import (
 )
 from rtmprelay.testing.ports import LOCALHOST, free_port, wait_for_port
 
-__all__ = ["AccessRecord", "NginxRtmp", "find_rtmp_module"]
+__all__ = ["AccessRecord", "NginxRtmp", "find_rtmp_module", "find_stream_module"]
 
 MODULE_NAME = "ngx_rtmp_module.so"
+STREAM_MODULE_NAME = "ngx_stream_module.so"
 MODULE_DIRS = ("/usr/lib/nginx/modules", "/usr/share/nginx/modules")
 
 _ACCESS_FORMAT = "$command\\t$app\\t$name\\t$bytes_received\\t$bytes_sent\\t$session_time"
@@ -62,6 +73,22 @@ def _nginx_configure_args(nginx: str) -> str:
     except subprocess.TimeoutExpired:
         return ""
     return (result.stdout + result.stderr).decode("utf-8", "replace")
+
+
+@functools.cache
+def find_stream_module(nginx: str | None = None) -> str | None:
+    """Path of ngx_stream_module.so (the TLS terminator), or None when built in; `PeerUnavailable` otherwise."""
+    nginx = nginx or find_tool("nginx")
+    if "--with-stream " in _nginx_configure_args(nginx) + " ":
+        return None
+    for folder in MODULE_DIRS:
+        candidate = os.path.join(folder, STREAM_MODULE_NAME)
+        if os.path.isfile(candidate):
+            return candidate
+    raise PeerUnavailable(
+        f"nginx stream module ({STREAM_MODULE_NAME}) not found in {', '.join(MODULE_DIRS)}; "
+        f"{INSTALL_HINT} (Debian: libnginx-mod-stream)"
+    )
 
 
 @functools.cache
@@ -116,11 +143,16 @@ class NginxRtmp(PeerProcess):
         extra_application_config: str = "",
         start_timeout: float = 30.0,
         lifetime: float = 900.0,
+        tls: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         super().__init__(timeout=lifetime, log_dir=self.workdir / "logs")
         self.nginx = find_tool("nginx")
         self.module = find_rtmp_module(self.nginx)
+        self.tls = tls
+        self.stream_module = find_stream_module(self.nginx) if tls else None
+        self.tls_port = 0
+        self.crashes = 0
         self.fixed_port = port
         self.port = port or 0
         self.applications = tuple(a.strip("/") for a in applications)
@@ -142,7 +174,22 @@ class NginxRtmp(PeerProcess):
     def config_text(self) -> str:
         """The nginx.conf this server runs with (port must be chosen)."""
         load = f'load_module "{self.module}";\n' if self.module else ""
+        if self.stream_module:
+            load += f'load_module "{self.stream_module}";\n'
         apps = "".join(self._application_block(app) for app in self.applications)
+        terminator = ""
+        if self.tls:
+            cert, key = self.tls
+            terminator = (
+                "stream {\n"
+                "  server {\n"
+                f"    listen {LOCALHOST}:{self.tls_port} ssl;\n"
+                f'    ssl_certificate "{cert}";\n'
+                f'    ssl_certificate_key "{key}";\n'
+                f"    proxy_pass {LOCALHOST}:{self.port};\n"
+                "  }\n"
+                "}\n"
+            )
         return (
             f"{load}"
             "daemon off;\n"
@@ -160,6 +207,7 @@ class NginxRtmp(PeerProcess):
             f"{apps}"
             "  }\n"
             "}\n"
+            f"{terminator}"
         )
 
     def _application_block(self, app: str) -> str:
@@ -188,6 +236,8 @@ class NginxRtmp(PeerProcess):
         for attempt in range(attempts):
             if not self.fixed_port:
                 self.port = free_port()
+                if self.tls:
+                    self.tls_port = free_port()
             self.config_path.write_text(self.config_text())
             (self.workdir / "nginx.pid").unlink(missing_ok=True)
             self.argv = [
@@ -217,6 +267,30 @@ class NginxRtmp(PeerProcess):
                 ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def crash(self) -> None:
+        """Kill nginx at once (SIGKILL: no goodbye to any client), keeping its ports for
+        `start` and what it recorded: the recordings so far move to ``records.N``
+        (N = 1 for the first crash) so the next run's cannot overwrite them."""
+        self.kill()
+        for log in (self._stdout, self._stderr):
+            if log is not None:
+                log.close()
+        self._proc = None
+        self.crashes += 1
+        self.fixed_port = self.port
+        if self.records_dir.exists():
+            self.records_dir.rename(self.workdir / f"records.{self.crashes}")
+
+    def recordings_of(self, name: str, app: str = "live") -> list[Path]:
+        """Every recording of app/name across crashes, oldest first (those that exist)."""
+        relative = self.recording_path(name, app).relative_to(self.records_dir)
+        folders = [self.workdir / f"records.{n}" for n in range(1, self.crashes + 1)] + [self.records_dir]
+        return [folder / relative for folder in folders if (folder / relative).exists()]
+
+    def tls_url(self, path: str, app: str = "live", host: str = "localhost") -> str:
+        """``rtmps://localhost:TLS_PORT/{app}/{path}`` through the TLS terminator."""
+        return f"rtmps://{host}:{self.tls_port}/{app.strip('/')}/{path.lstrip('/')}"
+
     def _wait_ready(self) -> float:
         """Seconds until nginx itself listens on the port.
 
@@ -232,6 +306,8 @@ class NginxRtmp(PeerProcess):
             pid = _read_pid(pid_file)
             if pid is not None and _listens(pid, self.port) is not False:
                 wait_for_port(self.port, timeout=max(0.1, deadline - time.monotonic()))
+                if self.tls:
+                    wait_for_port(self.tls_port, timeout=max(0.1, deadline - time.monotonic()))
                 return time.monotonic() - started
             if not self.running:
                 raise ConnectionError(f"nginx exited before listening on {self.port}")

@@ -12,6 +12,7 @@ from twisted.web import resource
 from twisted.web.server import Request
 
 from rtmprelay.names import StreamName
+from rtmprelay.relay.client import UpstreamForwarder
 from rtmprelay.relay.registry import LiveStream, StreamRegistry
 
 __all__ = ["HealthResource", "StreamsResource", "json_safe", "stream_info"]
@@ -45,6 +46,7 @@ def stream_info(stream: LiveStream, hls=None) -> dict:
             "verdicts": [] if cleaner is None else [attrs.asdict(verdict) for verdict in cleaner.verdicts()],
             "metadata": stream.metadata,
             "hls": None if hls is None else hls.info(stream.path),
+            "upstreams": [sink.info() for sink in stream.sinks if isinstance(sink, UpstreamForwarder)],
         }
     )
 

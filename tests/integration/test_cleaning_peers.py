@@ -33,7 +33,7 @@ SCENARIOS = {
 
 @pytest.fixture
 def upstream(nginx_rtmp_factory):
-    return nginx_rtmp_factory(applications=("live", "live/fleet"))
+    return nginx_rtmp_factory(applications=("live",))
 
 
 @pytest.mark.parametrize("entropy", ["cavlc", "cabac"])
@@ -53,7 +53,7 @@ def test_every_fault_comes_out_of_the_relay_clean_for_cloudflare(
         publisher.check()
     failures = []
     for name in SCENARIOS:
-        report = validate(upstream.wait_recording(name, app="live/fleet"), "cloudflare", fps=30)
+        report = validate(upstream.wait_recording(f"fleet/{name}"), "cloudflare", fps=30)
         if not report.ok:
             failures.append(f"{name}: {report.summary(5)}")
         elif report.decoded_video_frames is not None and report.decoded_video_frames < 6 * 30:
@@ -68,7 +68,7 @@ def test_a_gop_longer_than_the_destination_allows_is_reported(upstream, rtmprela
     publisher = dirty_publisher_factory(relay.url("live/fleet/long"), stream, speed=2.0)
     publisher.wait()
     publisher.check()
-    report = validate(upstream.wait_recording("long", app="live/fleet"), "cloudflare", fps=30)
+    report = validate(upstream.wait_recording("fleet/long"), "cloudflare", fps=30)
     assert report.failed_checks() == {"keyframe_interval"}, report.summary()
     assert "GOP of" in relay.log_text and "only re-encoding can shorten it" in relay.log_text
 
@@ -79,5 +79,5 @@ def test_no_clean_passes_the_dirt_through(upstream, rtmprelay_factory, dirty_str
     publisher = dirty_publisher_factory(relay.url("live/fleet/raw"), stream, speed=2.0)
     publisher.wait()
     publisher.check()
-    report = validate(upstream.wait_recording("raw", app="live/fleet"), "cloudflare", fps=30)
+    report = validate(upstream.wait_recording("fleet/raw"), "cloudflare", fps=30)
     assert "frame_interval" in report.failed_checks()

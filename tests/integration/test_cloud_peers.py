@@ -130,7 +130,7 @@ def test_publish_is_forwarded_to_the_url_the_cloud_names(cloud, cloud_relay, ups
     assert signed(ended)
     log = cloud_relay.log_text
     assert "waits for admission" in log and "publish live/user1/stream1" in log
-    assert f"127.0.0.1:{upstream.port}/live/cfkey1" in log
+    assert f"127.0.0.1:{upstream.port}/live/cfke…" in log and "cfkey1" not in log  # the stream key masked
 
 
 @pytest_twisted.inlineCallbacks

@@ -237,8 +237,8 @@ class ManualSource:
 class FakeForwarder:
     started: list = []
 
-    def __init__(self, reactor, stream, url, config):
-        self.stream, self.url, self.stopped = stream, url, False
+    def __init__(self, reactor, stream, destination, config, **options):
+        self.stream, self.url, self.stopped = stream, destination.url, False
 
     def start(self):
         FakeForwarder.started.append(self)

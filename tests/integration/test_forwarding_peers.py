@@ -1,0 +1,141 @@
+"""Forwarding that survives, with real peers: nginx-rtmp killed and restarted
+under a live publish, an upstream behind a TLS terminator with a CA the relay
+does not know, two destinations with one of them down, and a graceful stop.
+
+The relays run with ``--no-clean`` where frames are counted, so that what
+nginx recorded can be matched payload for payload against what ffmpeg sent."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+import urllib.request
+
+import pytest
+
+from rtmprelay.testing import flv
+from rtmprelay.testing.publishers import make_test_flv
+from rtmprelay.testing.tls import make_test_pki
+
+pytestmark = pytest.mark.peers
+
+
+@pytest.fixture(scope="module")
+def long_flv(tmp_path_factory):
+    """12 s of 160x96 25 fps H.264 + AAC, a keyframe every second."""
+    return make_test_flv(tmp_path_factory.mktemp("forwarding") / "long.flv", seconds=12, size="160x96")
+
+
+def api_streams(relay) -> list[dict]:
+    with urllib.request.urlopen(relay.http_url("/api/streams"), timeout=5) as answer:
+        return json.load(answer)
+
+
+def upstreams_of(relay, path: str) -> list[dict]:
+    for stream in api_streams(relay):
+        if stream["path"] == path:
+            return stream["upstreams"]
+    return []
+
+
+def wait_for(predicate, what: str, timeout: float = 30.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def test_nginx_killed_and_restarted_mid_publish_gets_the_rest_of_the_stream(
+    nginx_rtmp_factory, rtmprelay_factory, ffmpeg_publisher_factory, long_flv
+):
+    upstream = nginx_rtmp_factory()
+    relay = rtmprelay_factory(["--no-clean", "--no-hls", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"])
+    publisher = ffmpeg_publisher_factory(relay.url("live/user1/restart"), seconds=None, source_file=long_flv)
+    wait_for(lambda: "forwarding live/user1/restart" in relay.log_text, "the relay to forward")
+    time.sleep(3.0)
+    upstream.crash()
+    wait_for(lambda: "closed the connection" in relay.log_text, "the relay to see the loss")
+    time.sleep(1.5)  # down for a while: the relay keeps asking, and queues
+    upstream.start()
+    wait_for(lambda: relay.log_text.count("forwarding live/user1/restart") >= 2, "the relay to forward again", timeout=5)
+    publisher.wait()
+    publisher.check()
+    upstream.wait_recording("user1/restart")
+    before, after = upstream.recordings_of("user1/restart")
+    for kind in ("video", "audio"):
+        first = flv.assert_payload_subsequence(long_flv, before, kinds=[kind])[kind]
+        second = flv.assert_payload_subsequence(long_flv, after, kinds=[kind])[kind]
+        assert first.start == 0
+        # the second publish starts at a keyframe no later than where the first left off,
+        # and goes to the end: together they hold every frame ffmpeg sent
+        assert second.start <= first.start + first.count, (first, second)
+        assert second.dropped_tail == 0, second
+    tags = flv.read_flv_tags(after)
+    video = [t for t in tags if t.kind == "video"]
+    assert video[0].is_header and video[1].is_keyframe  # headers re-sent, resumed at a keyframe
+    report = flv.decode_check(after)
+    assert report.clean, report
+    (state,) = upstreams_of(relay, "live/user1/restart") or [None]
+    assert state is None or state["state"] == "live"  # the stream may have ended already
+
+
+def test_an_upstream_behind_a_tls_terminator_with_an_unknown_ca(
+    tmp_path, nginx_rtmp_factory, rtmprelay_factory, ffmpeg_publisher_factory, reference_flv
+):
+    pki = make_test_pki(tmp_path / "pki")
+    upstream = nginx_rtmp_factory(tls=(pki["cert"], pki["key"]))
+    template = upstream.tls_url("{path}")
+    untrusting = rtmprelay_factory(["--no-clean", "--no-hls", "--forward", template])
+    trusting = rtmprelay_factory(["--no-clean", "--no-hls", "--forward", template, "--upstream-ca", str(pki["ca"])])
+    refused = ffmpeg_publisher_factory(untrusting.url("live/user1/untrusted"), seconds=None, source_file=reference_flv)
+    accepted = ffmpeg_publisher_factory(trusting.url("live/user1/trusted"), seconds=None, source_file=reference_flv)
+    tls_errors = wait_for(
+        lambda: [u for u in upstreams_of(untrusting, "live/user1/untrusted") if u["errors"].get("tls")], "a counted TLS error"
+    )
+    assert tls_errors[0]["state"] in ("backing off", "connecting")
+    assert "unable to get local issuer certificate" in tls_errors[0]["last_error"]["message"]
+    for publisher in (refused, accepted):
+        publisher.wait()
+        publisher.check()  # the ingest never suffers
+    log = untrusting.log_text
+    message = "TLS: the server certificate CN=localhost (issued by CN=rtmprelay test CA): unable to get local issuer certificate"
+    assert log.count(message) == 1, log  # logged once, however often it is tried
+    assert "forwarding live/user1/untrusted" not in log
+    recording = upstream.wait_recording("user1/trusted")
+    runs = flv.assert_payload_subsequence(reference_flv, recording)
+    assert runs["video"].dropped_head == 0 and runs["video"].dropped_tail == 0
+
+
+def test_two_destinations_with_one_down_the_other_gets_every_frame(
+    nginx_rtmp_factory, rtmprelay_factory, ffmpeg_publisher_factory, reference_flv, free_port
+):
+    upstream = nginx_rtmp_factory()
+    relay = rtmprelay_factory(
+        [
+            "--no-clean",
+            "--no-hls",
+            "--forward", f"rtmp://127.0.0.1:{free_port}/live/{{streamId}}",  # nothing listens there
+            "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}",
+        ]
+    )
+    publisher = ffmpeg_publisher_factory(relay.url("live/user1/twice"), seconds=None, source_file=reference_flv)
+    down, up = wait_for(
+        lambda: (lambda u: u if len(u) == 2 and u[0]["errors"].get("refused", 0) >= 2 else None)(
+            upstreams_of(relay, "live/user1/twice")
+        ),
+        "the down destination to be retried",
+    )
+    assert down["url"] == f"rtmp://127.0.0.1:{free_port}/live/twic…" and down["state"] in ("backing off", "connecting")
+    assert up["state"] == "live" and up["errors"] == {}
+    publisher.wait()
+    publisher.check()
+    recording = upstream.wait_recording("user1/twice")
+    runs = flv.assert_payload_subsequence(reference_flv, recording)
+    assert runs["video"].dropped_head == 0 and runs["video"].dropped_tail == 0
+    assert flv.decode_check(recording).clean
