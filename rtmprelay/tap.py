@@ -35,6 +35,7 @@ from rtmprelay.relay.lag import ReactorLagMonitor
 from rtmprelay.relay.limits import ServerLimits
 from rtmprelay.relay.registry import DEFAULT_GOP_CACHE_BYTES, StreamRegistry
 from rtmprelay.relay.server import DEFAULT_HANDSHAKE_TIMEOUT, RTMPServerFactory, ServerConfig
+from rtmprelay.relay.shutdown import GracefulStop
 from rtmprelay.rtmp.chunks import (
     DEFAULT_MAX_CHUNK_STREAMS,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -532,6 +533,8 @@ def makeService(options: Options) -> service.MultiService:
             rtmp_server=factory,
         )
         strports.service(options["http"], site).setServiceParent(top)
+    # Added last, so stopped first: streams end while the rest still runs.
+    GracefulStop(reactor, registry, forwarding=forwarding, announcer=announcer).setServiceParent(top)
     top.registry = registry
     return top
 

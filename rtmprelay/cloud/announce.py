@@ -39,6 +39,7 @@ class CloudAnnouncer:
         self.client = client
         self.public_url = public_url.rstrip("/")
         self._queues: dict[str, deque[tuple[str, Callable[[], defer.Deferred]]]] = {}
+        self._idle_waiters: list[defer.Deferred] = []
 
     # -- HLS output listener --------------------------------------------------------
 
@@ -68,6 +69,14 @@ class CloudAnnouncer:
         """Whether a webhook is being sent or waits its turn."""
         return bool(self._queues)
 
+    def when_idle(self) -> defer.Deferred:
+        """Fires once no webhook is being sent or waits (a graceful stop waits for this, bounded)."""
+        if not self._queues:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._idle_waiters.append(d)
+        return d
+
     def _post(self, path: str, hook: str, call: Callable[[], defer.Deferred]) -> None:
         queue = self._queues.get(path)
         if queue is not None:  # this stream's earlier webhook is still on its way
@@ -90,6 +99,11 @@ class CloudAnnouncer:
             self._next(path)
         else:
             del self._queues[path]
+            if not self._queues:
+                waiters, self._idle_waiters = self._idle_waiters, []
+                for d in waiters:
+                    if not d.called:  # a bounded wait may have given up on it
+                        d.callback(None)
 
     def _failed(self, failure, hook: str, path: str) -> None:
         # The client logged every attempt; this is the one line saying the stream went on.

@@ -204,15 +204,14 @@ class Forwarding:
 
     def wait_closed(self) -> Deferred:
         """Fires when every upstream connection of a stopped forwarder has closed."""
-        return defer.DeferredList(list(self._closing))
+        return defer.DeferredList(list(self._closing), consumeErrors=True)
 
     def forwarders_of(self, path: str) -> list[UpstreamForwarder]:
         return list(self.forwarders.get(path, ()))
 
-    def _closed(self, result, d: Deferred):
+    def _closed(self, _result, d: Deferred) -> None:
         if d in self._closing:
             self._closing.remove(d)
-        return result
 
     def _forward(self, stream, destinations: tuple[Destination, ...]) -> None:
         forwarders = self.forwarders.setdefault(stream.path, [])

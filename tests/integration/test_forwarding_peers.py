@@ -139,3 +139,30 @@ def test_two_destinations_with_one_down_the_other_gets_every_frame(
     runs = flv.assert_payload_subsequence(reference_flv, recording)
     assert runs["video"].dropped_head == 0 and runs["video"].dropped_tail == 0
     assert flv.decode_check(recording).clean
+
+
+def test_sigterm_ends_every_upstream_publish_cleanly_and_exits_0(
+    tmp_path, nginx_rtmp_factory, rtmprelay_factory, ffmpeg_publisher_factory, long_flv
+):
+    upstream = nginx_rtmp_factory()
+    hls = tmp_path / "hls"
+    relay = rtmprelay_factory(
+        ["--no-clean", "--hls", str(hls), "--hls-mode", "copy", "--hls-segment", "1",
+         "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"]
+    )
+    publisher = ffmpeg_publisher_factory(relay.url("live/user1/bye"), seconds=None, source_file=long_flv)
+    playlist = hls / "user1" / "bye" / "index.m3u8"
+    wait_for(lambda: "forwarding live/user1/bye" in relay.log_text and playlist.exists(), "forwarding and a playlist")
+    relay._signal_stop()  # SIGTERM, as systemd or docker stop sends it
+    assert relay.wait(timeout=15) == 0, relay.log_text
+    assert "#EXT-X-ENDLIST" in playlist.read_text()
+    upstream.wait_recording("user1/bye")
+    # nginx logs "deleteStream" when the command comes, and again on disconnect: a relay that
+    # unpublished cleanly shows it before the disconnect, one that just closed the socket after.
+    log = upstream.error_log_text()
+    connection = re.search(r"\*(\d+) publish: name='user1/bye'", log).group(1)
+    lines = [line for line in log.splitlines() if f"*{connection} " in line]
+    first = next(line for line in lines if "deleteStream" in line or "disconnect" in line)
+    assert "deleteStream" in first, "\n".join(lines)
+    assert "ended the upstream publish of live/user1/bye" in relay.log_text
+    publisher.stop()
