@@ -33,7 +33,7 @@ from rtmprelay.relay.forward import Forwarding, ForwardTemplate, ForwardTemplate
 from rtmprelay.relay.admission import AdmissionChain, PathHookCheck, SignedUrlCheck
 from rtmprelay.relay.lag import ReactorLagMonitor
 from rtmprelay.relay.limits import ServerLimits
-from rtmprelay.relay.registry import DEFAULT_GOP_CACHE_BYTES, StreamRegistry
+from rtmprelay.relay.registry import DEFAULT_BRIDGE_GRACE_S, DEFAULT_GOP_CACHE_BYTES, StreamRegistry
 from rtmprelay.relay.server import DEFAULT_HANDSHAKE_TIMEOUT, RTMPServerFactory, ServerConfig
 from rtmprelay.relay.shutdown import GracefulStop
 from rtmprelay.rtmp.chunks import (
@@ -117,6 +117,11 @@ class Options(usage.Options):
         ["upstream-queue-bytes", None, DEFAULT_UPSTREAM_QUEUE_BYTES,
          "Bound on media held for one destination while it (re)connects or is slow; past it whole GOPs are "
          "dropped and the destination resumes at a keyframe.", _positive_int],
+        ["bridge-grace", None, DEFAULT_BRIDGE_GRACE_S,
+         "Seconds a forwarded stream outlives its publisher: the upstream publish stays open, filled at the "
+         "output rate with the last picture repeated and silence, and a publisher back on the path within it "
+         "is joined on at its first keyframe, the timeline going on. 0: the upstream publish ends with the "
+         "publisher.", _non_negative_float],
         # -- limits: what one peer may cost (each hit is logged with its reason and counted)
         ["max-message-size", None, DEFAULT_MAX_MESSAGE_SIZE,
          "Largest RTMP message accepted, in bytes (at most 16777215, the 24-bit length field).", _positive_int],
@@ -480,7 +485,13 @@ def makeService(options: Options) -> service.MultiService:
     from twisted.internet import reactor
 
     top = service.MultiService()
-    registry = StreamRegistry(gop_cache_bytes=options["gop-cache-bytes"], cleaning=options["cleaning"])
+    registry = StreamRegistry(
+        gop_cache_bytes=options["gop-cache-bytes"],
+        cleaning=options["cleaning"],
+        clock=reactor,
+        # bridging keeps an upstream publish going: only forwarded streams are bridged
+        bridge_grace_s=options["bridge-grace"] if options.forwarding else 0.0,
+    )
     cloud = forwarding = announcer = None
     if options["cloud"]:
         cloud = CloudClient(options["cloud"], clock=reactor)

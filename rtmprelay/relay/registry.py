@@ -4,6 +4,13 @@ A sink is anything with the ``MediaSink`` methods: a player's connection, an
 upstream forwarder, a test's recorder. The stream keeps what a late sink needs
 to start cleanly (metadata, sequence headers, the frames since the last
 keyframe) so a player starts at a keyframe with the sequence headers first.
+
+A stream may outlive its publisher: with a bridge grace (forwarding), a
+stream whose publisher goes away is filled by a ``bridge.Bridge`` (the last
+picture repeated, silence) for up to that many seconds, every sink seeing one
+continuous stream, and a publisher back on the path within it is joined on at
+its first keyframe (``bridge.Splice``) with a fresh cleaner. Only after the
+grace does the stream end and its listeners hear of it.
 """
 
 from __future__ import annotations
@@ -15,12 +22,15 @@ from twisted.logger import Logger
 
 from rtmprelay.media import flv
 from rtmprelay.media.cleaner import CleanerConfig, LongGop, MediaMessage, StreamCleaner
+from rtmprelay.relay.bridge import Bridge, BridgeStart, Splice
 from rtmprelay.relay.meters import FrameRate, KeyframeIntervals
 from rtmprelay.rtmp.messages import MessageType
 
 #: Bound on the frames cached since the last keyframe for late joiners: a GOP
 #: of a 14 Mbit/s stream at 10 s is ~17 MB; past the bound we stop caching.
 DEFAULT_GOP_CACHE_BYTES = 16 * 1024 * 1024
+#: Seconds a forwarded stream outlives its publisher, bridged, waiting for it to come back.
+DEFAULT_BRIDGE_GRACE_S = 10.0
 
 
 class MediaSink(Protocol):
@@ -83,6 +93,13 @@ class LiveStream:
         self._gop_cache_bytes = gop_cache_bytes
         self._gop_overflowed = False
         self._pausers: set[int] = set()
+        #: While the publisher is away: what fills the stream (see the module doc).
+        self.bridge: Bridge | None = None
+        self.bridged_at: float | None = None
+        self._splice: Splice | None = None
+        self.last_arrival: float | None = None
+        self._last_video_ms: int | None = None
+        self._last_audio_ms: int | None = None
 
     # -- from the publisher ------------------------------------------------------
 
@@ -101,8 +118,11 @@ class LiveStream:
 
     def publish_media(self, type_id: int, timestamp: int, payload: bytes, now: float = 0.0) -> None:
         """A message from the publisher; ``now`` (seconds) is when it arrived."""
+        self.last_arrival = now
         if type_id == MessageType.VIDEO and flv.is_keyframe(payload):
             self.input_keyframes.keyframe(timestamp)
+            if self._splice is not None and self.bridge is not None:
+                self.bridge.hold(now)  # the keyframe the publisher is joined on is on its way
         if self.cleaner is None:
             self._deliver(type_id, timestamp, payload)
             return
@@ -151,11 +171,18 @@ class LiveStream:
                 )
 
     def _deliver(self, type_id: int, timestamp: int, payload: bytes) -> None:
+        if self._splice is not None:
+            self._join(MediaMessage(type_id, timestamp, payload))
+            return
+        self._fan_out(type_id, timestamp, payload)
+
+    def _fan_out(self, type_id: int, timestamp: int, payload: bytes) -> None:
         message = MediaMessage(type_id, timestamp, payload)
         counters = self.counters
         counters.bytes_in += len(payload)
         if type_id == MessageType.VIDEO:
             counters.video_messages += 1
+            self._last_video_ms = timestamp
             if flv.is_video_sequence_header(payload):
                 self.video_header = message
             elif flv.is_keyframe(payload):
@@ -170,6 +197,7 @@ class LiveStream:
                 self._cache(message)
         elif type_id == MessageType.AUDIO:
             counters.audio_messages += 1
+            self._last_audio_ms = timestamp
             if flv.is_audio_sequence_header(payload):
                 self.audio_header = message
             else:
@@ -181,6 +209,7 @@ class LiveStream:
                 self._fault(f"{type(sink).__name__}.on_media")
 
     def end(self) -> None:
+        self.bridge = self._splice = None
         if self.cleaner is not None:
             try:
                 held = self.cleaner.finish()
@@ -227,15 +256,93 @@ class LiveStream:
     # -- backpressure: a sink that must not lose data pauses the publisher -------
 
     def pause_for(self, sink: MediaSink) -> None:
-        if not self._pausers:
+        if not self._pausers and self.publisher is not None:
             self.publisher.pause_reading()
         self._pausers.add(id(sink))
 
     def resume_for(self, sink: MediaSink) -> None:
         if id(sink) in self._pausers:
             self._pausers.discard(id(sink))
-            if not self._pausers:
+            if not self._pausers and self.publisher is not None:
                 self.publisher.resume_reading()
+
+    # -- bridging: the publisher away (see the module doc) ------------------------
+
+    @property
+    def bridging(self) -> bool:
+        return self.bridge is not None
+
+    def start_bridge(self, now: float) -> Bridge | None:
+        """The publisher left: fill from here on. None when there is nothing to fill with."""
+        if self.bridge is not None:  # left again before its keyframe was joined on: go on filling
+            self.publisher, self._splice = None, None
+            return self.bridge
+        if self.cleaner is not None:
+            try:
+                held = self.cleaner.finish()  # the bridge continues after what the cleaner held
+            except Exception:
+                self._fault("cleaner.finish")
+                held = []
+            for message in held:
+                self._deliver(message.type_id, message.timestamp, message.payload)
+        start = BridgeStart(self._last_video_ms, self._last_audio_ms, self.last_arrival if self.last_arrival is not None else now)
+        bridge = Bridge(
+            start,
+            video_header=self.video_header.payload if self.video_header is not None else None,
+            audio_header=self.audio_header.payload if self.audio_header is not None else None,
+            since_keyframe=self._gop,
+            fps=self._output_fps(),
+        )
+        if not bridge.can_fill:
+            return None
+        self.publisher, self._splice = None, None
+        self.bridge, self.bridged_at = bridge, now
+        return bridge
+
+    def fill_bridge(self, now: float) -> None:
+        if self.bridge is not None:
+            for message in self.bridge.fill(now):
+                self._fan_out(message.type_id, message.timestamp, message.payload)
+
+    def resume(self, publisher: Publisher, cleaner: StreamCleaner | None) -> None:
+        """A publisher is back: it is joined on at its first keyframe (with a cleaner of its own)."""
+        self.publisher = publisher
+        if self.cleaner is not None:
+            self.cleaner = cleaner
+        self._splice = Splice(
+            self.bridge,
+            self.video_header.payload if self.video_header is not None else None,
+            self.audio_header.payload if self.audio_header is not None else None,
+        )
+        if self._pausers:
+            publisher.pause_reading()
+
+    def _join(self, message: MediaMessage) -> None:
+        splice = self._splice
+        for out in splice.take(message):
+            self._fan_out(out.type_id, out.timestamp, out.payload)
+        if splice.done and self.bridge is not None:
+            self.log.info(
+                "stream {path}: publisher joined on at its first keyframe, {offset:+d} ms onto its timeline "
+                "after {video} repeated pictures and {audio} silent audio frames",
+                path=self.path,
+                offset=splice.offset,
+                video=self.bridge.video_frames,
+                audio=self.bridge.audio_frames,
+            )
+            self.bridge = None
+
+    def _output_fps(self) -> float | None:
+        """The output frame rate: the cleaner's, the metadata's, or measured on the last GOP."""
+        if self.cleaner is not None and self.cleaner.config.fps:
+            return float(self.cleaner.config.fps)
+        declared = (self.metadata or {}).get("framerate")
+        if isinstance(declared, (int, float)) and 1 <= declared <= 240:
+            return float(declared)
+        times = [m.timestamp for m in self._gop if m.type_id == MessageType.VIDEO]
+        if len(times) >= 2 and times[-1] > times[0]:
+            return min(240.0, max(1.0, (len(times) - 1) * 1000.0 / (times[-1] - times[0])))
+        return None
 
     def _cache(self, message: MediaMessage) -> None:
         if not self._gop or self._gop_overflowed:
@@ -254,8 +361,20 @@ class StreamRegistry:
 
     log = Logger()
 
-    def __init__(self, gop_cache_bytes: int = DEFAULT_GOP_CACHE_BYTES, cleaning: CleanerConfig | None = None) -> None:
+    def __init__(
+        self,
+        gop_cache_bytes: int = DEFAULT_GOP_CACHE_BYTES,
+        cleaning: CleanerConfig | None = None,
+        *,
+        clock=None,
+        bridge_grace_s: float = 0.0,
+    ) -> None:
+        """``bridge_grace_s`` > 0 (with a ``clock``): streams outlive their publisher that long, bridged."""
         self.cleaning = cleaning
+        self.clock = clock
+        self.bridge_grace_s = bridge_grace_s if clock is not None else 0.0
+        self._grace_timers: dict[str, object] = {}
+        self._tickers: dict[str, object] = {}
         self._streams: dict[str, LiveStream] = {}
         self._waiting: dict[str, list[MediaSink]] = {}
         self._listeners: list = []
@@ -265,6 +384,12 @@ class StreamRegistry:
     def get(self, path: str) -> LiveStream | None:
         return self._streams.get(path)
 
+    def takes_publish(self, path: str) -> bool:
+        """Whether a publish of ``path`` would start (or resume a bridged stream): nobody
+        publishes it now and the relay is not stopping."""
+        stream = self._streams.get(path)
+        return not self._stopping and (stream is None or stream.publisher is None)
+
     def streams(self) -> list[LiveStream]:
         return list(self._streams.values())
 
@@ -273,8 +398,12 @@ class StreamRegistry:
         self._listeners.append(listener)
 
     def start(self, path: str, publisher: Publisher, admission: object = None) -> LiveStream | None:
-        """The new stream, or None when ``path`` is already being published (or the relay stops)."""
-        if path in self._streams or self._stopping:
+        """The new stream, or the bridged one the publisher is back on; None when ``path`` is
+        already being published (or the relay stops)."""
+        existing = self._streams.get(path)
+        if existing is not None and existing.publisher is None and existing.bridging and not self._stopping:
+            return self._resume(existing, publisher)
+        if existing is not None or self._stopping:
             return None
         cleaner = StreamCleaner(self.cleaning) if self.cleaning is not None else None
         stream = LiveStream(path, publisher, self.gop_cache_bytes, cleaner, admission)
@@ -287,8 +416,15 @@ class StreamRegistry:
         return stream
 
     def stop(self, stream: LiveStream) -> None:
+        """The publisher of ``stream`` went away: bridge it for the grace, or end it."""
         if self._streams.get(stream.path) is not stream:
             return
+        if not self._stopping and self._bridge(stream):
+            return
+        self._end(stream)
+
+    def _end(self, stream: LiveStream) -> None:
+        self._cancel_bridge_timers(stream.path)
         del self._streams[stream.path]
         stream.end()
         self.log.info(
@@ -301,6 +437,68 @@ class StreamRegistry:
             self.log.info("stream {path} cleaner counters: {counters}", path=stream.path, counters=stream.cleaner.counters.as_dict())
         for listener in list(self._listeners):
             listener.stream_ended(stream)
+
+    # -- bridging ------------------------------------------------------------------
+
+    def _bridge(self, stream: LiveStream) -> bool:
+        if self.bridge_grace_s <= 0:
+            return False
+        if stream.publisher is None:
+            return True  # already bridged
+        now = self.clock.seconds()
+        bridge = stream.start_bridge(now)
+        if bridge is None:
+            return False
+        self._cancel_bridge_timers(stream.path)
+        self._grace_timers[stream.path] = self.clock.callLater(self.bridge_grace_s, self._grace_over, stream)
+        what = [f"the last picture repeated at {bridge.fps:g} fps" if not bridge.why_no_video else f"no video ({bridge.why_no_video})"]
+        what.append("silence" if not bridge.why_no_audio else f"no audio ({bridge.why_no_audio})")
+        self.log.info(
+            "stream {path}: publisher gone; bridged for up to {grace:g} s with {what}",
+            path=stream.path,
+            grace=self.bridge_grace_s,
+            what=" and ".join(what),
+        )
+        self._tick(stream)
+        return True
+
+    def _tick(self, stream: LiveStream) -> None:
+        self._tickers.pop(stream.path, None)
+        if stream.bridge is None or self._streams.get(stream.path) is not stream:
+            return
+        stream.fill_bridge(self.clock.seconds())
+        self._tickers[stream.path] = self.clock.callLater(stream.bridge.period_ms / 1000.0, self._tick, stream)
+
+    def _resume(self, stream: LiveStream, publisher: Publisher) -> LiveStream:
+        self._cancel_grace(stream.path)
+        cleaner = StreamCleaner(self.cleaning) if self.cleaning is not None else None
+        stream.resume(publisher, cleaner)
+        self.log.info(
+            "stream {path}: publisher back after {seconds:.1f} s; joining it on at its first keyframe",
+            path=stream.path,
+            seconds=self.clock.seconds() - (stream.bridged_at or 0.0),
+        )
+        return stream
+
+    def _grace_over(self, stream: LiveStream) -> None:
+        self._grace_timers.pop(stream.path, None)
+        if self._streams.get(stream.path) is not stream or stream.publisher is not None:
+            return
+        self.log.info(
+            "stream {path}: no publisher back within {grace:g} s; ending it", path=stream.path, grace=self.bridge_grace_s
+        )
+        self._end(stream)
+
+    def _cancel_grace(self, path: str) -> None:
+        timer = self._grace_timers.pop(path, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _cancel_bridge_timers(self, path: str) -> None:
+        self._cancel_grace(path)
+        ticker = self._tickers.pop(path, None)
+        if ticker is not None and ticker.active():
+            ticker.cancel()
 
     def end_all(self) -> int:
         """End every stream and take no more (the relay is stopping); returns how many ended."""

@@ -220,7 +220,7 @@ class RTMPServerProtocol(Protocol):
         self._drop_admission(event.stream_id)  # the client re-published on this stream while waiting
         if self._over_publish_limit(event):
             return
-        if self.admissions.waiting(event.path) or self.registry.get(event.path) is not None:
+        if self.admissions.waiting(event.path) or not self.registry.takes_publish(event.path):
             self._reject_taken(event.stream_id, event.path)
             return
         self._wait_for_admission(PendingAdmission(event.stream_id, self._request(PUBLISH, event, event.publish_type)))
@@ -250,7 +250,7 @@ class RTMPServerProtocol(Protocol):
         )
 
     def _start_publish(self, stream_id: int, path: str, admission: object) -> None:
-        if self.registry.get(path) is not None:
+        if not self.registry.takes_publish(path):
             self._reject_taken(stream_id, path)
             return
         try:

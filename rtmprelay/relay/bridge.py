@@ -1,0 +1,238 @@
+"""Bridging a publisher outage: the stream goes on while its publisher is away.
+
+Glasses on flaky Wi-Fi drop their connection and come back seconds later. An
+ingest such as Cloudflare Stream Live sees a publish end and another begin:
+"connected, not started", maybe a new video. So a forwarded stream outlives
+its publisher for a grace period; meanwhile :class:`Bridge` fills it at the
+output rate with all-skip P-frames that repeat the last picture
+(``media.skipframe``) and silent AAC frames (``media.aac``), continuing both
+tracks' timelines; every sink (upstreams, HLS, players) sees one stream. A
+publisher back on the path within the grace is joined on by :class:`Splice`
+at its first keyframe: its timeline is moved to start at the bridge's next
+video slot, a changed SPS/PPS goes out as a new sequence header, and the
+bridge stops.
+
+Neither reads a clock nor imports Twisted: ``now`` (seconds) is an argument.
+The bridge needs nothing from the cleaner: it rebuilds the state a skip frame
+needs from the stream's sequence header and the frames since its last keyframe
+(``LiveStream.since_keyframe``), so it costs nothing while the publisher is
+there. A stream it cannot repeat (B-frames, a GOP too long to keep, an
+unsupported AAC) is bridged with what can be made, and the log says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+from rtmprelay.errors import MediaError
+from rtmprelay.media import aac, avcc, flv, tags
+from rtmprelay.media.cleaner import MediaMessage
+from rtmprelay.media.skipframe import SkipFrameMaker
+
+FRAME_INTER = 2
+#: The frame rate assumed when neither the cleaner, the metadata nor the frames say.
+DEFAULT_FPS = 30.0
+#: While a returning publisher's first keyframe is on its way through the cleaner, the
+#: bridge waits this long at most before filling again (the keyframe must follow the
+#: last filler, and filling meanwhile would add the wait to the latency).
+SPLICE_HOLD_S = 1.0
+
+
+@attrs.frozen
+class BridgeStart:
+    """Where the publisher left the stream: its last timestamps and when it last sent."""
+
+    last_video_ms: int | None
+    last_audio_ms: int | None
+    last_arrival: float
+
+
+class Bridge:
+    """Filler for one stream from ``start`` on; ``fill(now)`` returns what is due."""
+
+    def __init__(
+        self,
+        start: BridgeStart,
+        *,
+        video_header: bytes | None,
+        audio_header: bytes | None,
+        since_keyframe: Iterable[MediaMessage],
+        fps: float | None,
+    ) -> None:
+        self.fps = fps or DEFAULT_FPS
+        self.period_ms = 1000.0 / self.fps
+        self.video_frames = 0
+        self.audio_frames = 0
+        self.held_until = 0.0
+        self.why_no_video = ""
+        self.why_no_audio = ""
+        ends = [t for t in (start.last_video_ms, start.last_audio_ms) if t is not None]
+        self._base_ms = max(ends) if ends else 0
+        self._base_wall = start.last_arrival
+        # video: slots on the stream's grid after its last frame
+        self._maker: SkipFrameMaker | None = None
+        self._nal_length_size = 4
+        self._cts = 0
+        self._video_origin = start.last_video_ms
+        self._prepare_video(video_header, since_keyframe)
+        # audio: by sample count after the last frame
+        self._silence: bytes | None = None
+        self._audio_origin = start.last_audio_ms
+        self._prepare_audio(audio_header)
+
+    @property
+    def can_fill(self) -> bool:
+        return self._maker is not None or self._silence is not None
+
+    @property
+    def next_video_ms(self) -> int:
+        """Where the next video frame goes: a returning publisher's first keyframe is put there."""
+        if self._video_origin is None:
+            return self._next_audio_ms() if self._silence is not None else self._base_ms
+        return round(self._video_origin + (self.video_frames + 1) * self.period_ms)
+
+    @property
+    def next_audio_ms(self) -> int | None:
+        return self._next_audio_ms() if self._silence is not None else None
+
+    def hold(self, now: float) -> None:
+        """A returning publisher's first keyframe arrived: make nothing until it is spliced in
+        (or for ``SPLICE_HOLD_S`` at most)."""
+        self.held_until = now + SPLICE_HOLD_S
+
+    def fill(self, now: float) -> list[MediaMessage]:
+        """Everything due by ``now``: video and audio filler, in timestamp order."""
+        if now < self.held_until:
+            return []
+        target = self._base_ms + (now - self._base_wall) * 1000.0
+        out: list[MediaMessage] = []
+        while True:
+            video_at = self.next_video_ms if self._maker is not None else None
+            audio_at = self._next_audio_ms() if self._silence is not None else None
+            due = [t for t in (video_at, audio_at) if t is not None and t <= target]
+            if not due:
+                return out
+            if video_at is not None and video_at == min(due):
+                out.append(self._video_frame(video_at))
+            else:
+                out.append(self._audio_frame(audio_at))
+
+    # -- video --------------------------------------------------------------------------------
+
+    def _prepare_video(self, header: bytes | None, frames: Iterable[MediaMessage]) -> None:
+        if header is None or self._video_origin is None:
+            self.why_no_video = "the stream has no video"
+            return
+        try:
+            tag = tags.parse_video_tag(header)
+            if tag.codec != flv.CODEC_AVC:
+                raise MediaError(f"video codec {tag.codec!r} is not H.264")
+            config = avcc.parse_avc_config(tag.data)
+            maker = SkipFrameMaker()
+            maker.observe_config(list(config.sps), list(config.pps))
+            self._nal_length_size = config.nal_length_size
+            for message in frames:
+                if message.type_id != flv.VIDEO:
+                    continue
+                frame = tags.parse_video_tag(message.payload)
+                if frame.packet_type != 1:
+                    continue
+                maker.observe_frame(avcc.split_nal_units(frame.data, config.nal_length_size))
+                self._cts = frame.composition_time
+        except MediaError as error:
+            self.why_no_video = str(error)
+            return
+        if not maker.can_repeat:
+            self.why_no_video = maker.why_not
+            return
+        self._maker = maker
+
+    def _video_frame(self, timestamp: int) -> MediaMessage:
+        nals = self._maker.make_repeat()
+        self.video_frames += 1
+        data = avcc.join_nal_units(nals, self._nal_length_size)
+        return MediaMessage(flv.VIDEO, timestamp, tags.build_video_tag(FRAME_INTER, 1, data, self._cts))
+
+    # -- audio --------------------------------------------------------------------------------
+
+    def _prepare_audio(self, header: bytes | None) -> None:
+        if header is None or self._audio_origin is None:
+            self.why_no_audio = "the stream has no audio"
+            return
+        try:
+            config = aac.parse_aac_config(tags.parse_audio_tag(header).data)
+            silence = aac.silent_frame(config)
+        except MediaError as error:
+            self.why_no_audio = str(error)
+            return
+        self._rate = config.sample_rate
+        self._frame_samples = config.frame_length
+        self._header_byte = header[0]
+        self._silence = bytes((self._header_byte, 1)) + silence
+
+    def _next_audio_ms(self) -> int:
+        samples = (self.audio_frames + 1) * self._frame_samples
+        return self._audio_origin + round(samples * 1000.0 / self._rate)
+
+    def _audio_frame(self, timestamp: int) -> MediaMessage:
+        self.audio_frames += 1
+        return MediaMessage(flv.AUDIO, timestamp, self._silence)
+
+
+class Splice:
+    """Joins a returning publisher to a bridged stream at its first keyframe.
+
+    Until then, its frames are dropped and its sequence headers kept. The
+    keyframe is moved to ``bridge.next_video_ms`` and everything after it by the
+    same offset; its sequence headers go first when they differ from the ones
+    the stream had. Audio that would overlap the bridge's silence is dropped.
+    ``take`` returns what to deliver; ``done`` says the splice is over.
+    """
+
+    def __init__(self, bridge: Bridge, video_header: bytes | None, audio_header: bytes | None) -> None:
+        self.bridge = bridge
+        self.done = False
+        self.offset = 0
+        self._old_headers = {flv.VIDEO: video_header, flv.AUDIO: audio_header}
+        self._new_headers: dict[int, bytes] = {}
+        self._audio_floor: int | None = None
+        self._last_audio = -1
+
+    def take(self, message: MediaMessage) -> list[MediaMessage]:
+        type_id, timestamp, payload = message.type_id, message.timestamp, message.payload
+        if not self.done:
+            if _is_header(type_id, payload):
+                self._new_headers[type_id] = payload
+                return []
+            if not (type_id == flv.VIDEO and flv.is_keyframe(payload)):
+                return []  # the bridge goes on filling until the keyframe
+            return self._join(timestamp, payload)
+        shifted = timestamp + self.offset
+        if type_id == flv.AUDIO and not _is_header(type_id, payload):
+            if (self._audio_floor is not None and shifted < self._audio_floor) or shifted <= self._last_audio:
+                return []
+            self._last_audio = shifted
+        return [MediaMessage(type_id, max(0, shifted), payload)]
+
+    def _join(self, timestamp: int, payload: bytes) -> list[MediaMessage]:
+        self.done = True
+        at = self.bridge.next_video_ms
+        self.offset = at - timestamp
+        audio_next = self.bridge.next_audio_ms
+        # the bridge's silence ran up to here; the publisher's audio takes over after it
+        self._audio_floor = audio_next - 1 if audio_next is not None else None
+        out = [
+            MediaMessage(type_id, at, header)
+            for type_id, header in sorted(self._new_headers.items(), reverse=True)  # video first
+            if header != self._old_headers.get(type_id)
+        ]
+        out.append(MediaMessage(flv.VIDEO, at, payload))
+        return out
+
+
+def _is_header(type_id: int, payload: bytes) -> bool:
+    if type_id == flv.VIDEO:
+        return flv.is_video_sequence_header(payload)
+    return type_id == flv.AUDIO and flv.is_audio_sequence_header(payload)
