@@ -73,8 +73,14 @@ class Bridge:
         self._base_wall = start.last_arrival
         # video: slots on the stream's grid after its last frame
         self._maker: SkipFrameMaker | None = None
+        self._config: tuple[list, list] = ([], [])
         self._nal_length_size = 4
         self._cts = 0
+        self._keyframe: bytes | None = None  # the stream's last keyframe, where a run may start over
+        self._pending_keyframe = False
+        #: How often the run started over at the last keyframe, and why the last time.
+        self.restarts = 0
+        self.why_restarted = ""
         self._video_origin = start.last_video_ms
         self._prepare_video(video_header, since_keyframe)
         # audio: by sample count after the last frame
@@ -115,7 +121,9 @@ class Bridge:
             if not due:
                 return out
             if video_at is not None and video_at == min(due):
-                out.append(self._video_frame(video_at))
+                frame = self._video_frame(video_at)
+                if frame is not None:
+                    out.append(frame)
             else:
                 out.append(self._audio_frame(audio_at))
 
@@ -125,33 +133,76 @@ class Bridge:
         if header is None or self._video_origin is None:
             self.why_no_video = "the stream has no video"
             return
+        frames = [m for m in frames if m.type_id == flv.VIDEO]
         try:
             tag = tags.parse_video_tag(header)
             if tag.codec != flv.CODEC_AVC:
                 raise MediaError(f"video codec {tag.codec!r} is not H.264")
             config = avcc.parse_avc_config(tag.data)
-            maker = SkipFrameMaker()
-            maker.observe_config(list(config.sps), list(config.pps))
+            self._config = (list(config.sps), list(config.pps))
             self._nal_length_size = config.nal_length_size
+            if frames and flv.is_keyframe(frames[0].payload):
+                self._keyframe = frames[0].payload
+            maker = self._new_maker()
             for message in frames:
-                if message.type_id != flv.VIDEO:
-                    continue
-                frame = tags.parse_video_tag(message.payload)
-                if frame.packet_type != 1:
-                    continue
-                maker.observe_frame(avcc.split_nal_units(frame.data, config.nal_length_size))
-                self._cts = frame.composition_time
+                self._observe(maker, message.payload)
         except MediaError as error:
             self.why_no_video = str(error)
             return
-        if not maker.can_repeat:
-            self.why_no_video = maker.why_not
+        if maker.can_repeat:
+            self._maker = maker
             return
-        self._maker = maker
+        # The last picture cannot be repeated (B-frames, a non-reference last picture, ...):
+        # the run starts over at the last keyframe, repeated, and its picture is what repeats.
+        if self._restart_at_keyframe(f"the last picture cannot be repeated ({maker.why_not})") is None:
+            self.why_no_video = maker.why_not
 
-    def _video_frame(self, timestamp: int) -> MediaMessage:
-        nals = self._maker.make_repeat()
+    def _new_maker(self) -> SkipFrameMaker:
+        maker = SkipFrameMaker()
+        maker.observe_config(*self._config)
+        return maker
+
+    def _observe(self, maker: SkipFrameMaker, payload: bytes) -> None:
+        frame = tags.parse_video_tag(payload)
+        if frame.packet_type == 1:
+            maker.observe_frame(avcc.split_nal_units(frame.data, self._nal_length_size))
+            self._cts = frame.composition_time
+
+    def _restart_at_keyframe(self, why: str) -> bytes | None:
+        """A fresh run from the stream's last keyframe: the keyframe's payload to send again,
+        or None when there is none (or even it cannot be followed by skip frames)."""
+        if self._keyframe is None:
+            return None
+        try:
+            maker = self._new_maker()
+            self._observe(maker, self._keyframe)
+        except MediaError:
+            return None
+        if not maker.can_repeat:
+            return None
+        self._maker = maker
+        self._pending_keyframe = True
+        self.restarts += 1
+        self.why_restarted = why
+        return self._keyframe
+
+    def _video_frame(self, timestamp: int) -> MediaMessage | None:
+        if not self._pending_keyframe and not self._maker.can_repeat:
+            # Skip frames can run out: with several reference frames, frame_num distances to
+            # the old references must stay below MaxFrameNum (x264 ref=3, MaxFrameNum 16: 12
+            # in a row). The run starts over at the last keyframe, sent again: one step back
+            # in the picture, then skip frames for as long as the grace lasts (after an IDR
+            # there is a single reference, and no bound).
+            why = self._maker.why_not
+            if self._restart_at_keyframe(f"skip frames ran out ({why})") is None:
+                self._maker = None
+                self.why_no_video = why
+                return None
         self.video_frames += 1
+        if self._pending_keyframe:
+            self._pending_keyframe = False
+            return MediaMessage(flv.VIDEO, timestamp, self._keyframe)
+        nals = self._maker.make_repeat()
         data = avcc.join_nal_units(nals, self._nal_length_size)
         return MediaMessage(flv.VIDEO, timestamp, tags.build_video_tag(FRAME_INTER, 1, data, self._cts))
 

@@ -93,6 +93,8 @@ class LiveStream:
         self._gop_cache_bytes = gop_cache_bytes
         self._gop_overflowed = False
         self._pausers: set[int] = set()
+        #: Whether the stream outlives its publisher, bridged (the registry's grace is set).
+        self.bridgeable = False
         #: While the publisher is away: what fills the stream (see the module doc).
         self.bridge: Bridge | None = None
         self.bridged_at: float | None = None
@@ -171,6 +173,8 @@ class LiveStream:
                 )
 
     def _deliver(self, type_id: int, timestamp: int, payload: bytes) -> None:
+        if self.bridgeable and type_id == MessageType.VIDEO and _is_end_of_sequence(payload):
+            return  # a stream that may be bridged must not tell decoders it ended (skip frames follow)
         if self._splice is not None:
             self._join(MediaMessage(type_id, timestamp, payload))
             return
@@ -300,9 +304,20 @@ class LiveStream:
         return bridge
 
     def fill_bridge(self, now: float) -> None:
-        if self.bridge is not None:
-            for message in self.bridge.fill(now):
-                self._fan_out(message.type_id, message.timestamp, message.payload)
+        bridge = self.bridge
+        if bridge is None:
+            return
+        restarts, had_video = bridge.restarts, not bridge.why_no_video
+        for message in bridge.fill(now):
+            self._fan_out(message.type_id, message.timestamp, message.payload)
+        if bridge.restarts != restarts:
+            self.log.info(
+                "stream {path}: bridge sends the last keyframe again and repeats it: {why}",
+                path=self.path,
+                why=bridge.why_restarted,
+            )
+        if had_video and bridge.why_no_video:
+            self.log.warn("stream {path}: bridge makes no more video: {why}", path=self.path, why=bridge.why_no_video)
 
     def resume(self, publisher: Publisher, cleaner: StreamCleaner | None) -> None:
         """A publisher is back: it is joined on at its first keyframe (with a cleaner of its own)."""
@@ -339,7 +354,7 @@ class LiveStream:
         declared = (self.metadata or {}).get("framerate")
         if isinstance(declared, (int, float)) and 1 <= declared <= 240:
             return float(declared)
-        times = [m.timestamp for m in self._gop if m.type_id == MessageType.VIDEO]
+        times = [m.timestamp for m in self._gop if m.type_id == MessageType.VIDEO and not _is_end_of_sequence(m.payload)]
         if len(times) >= 2 and times[-1] > times[0]:
             return min(240.0, max(1.0, (len(times) - 1) * 1000.0 / (times[-1] - times[0])))
         return None
@@ -407,6 +422,7 @@ class StreamRegistry:
             return None
         cleaner = StreamCleaner(self.cleaning) if self.cleaning is not None else None
         stream = LiveStream(path, publisher, self.gop_cache_bytes, cleaner, admission)
+        stream.bridgeable = self.bridge_grace_s > 0
         self._streams[path] = stream
         self.log.info("stream {path} published", path=path)
         for listener in list(self._listeners):
@@ -526,3 +542,8 @@ class StreamRegistry:
             waiting.remove(sink)
             if not waiting:
                 del self._waiting[path]
+
+
+def _is_end_of_sequence(payload: bytes) -> bool:
+    """An AVC end-of-sequence tag (what ffmpeg's FLV muxer writes last)."""
+    return len(payload) >= 2 and payload[0] & 0x8F == flv.CODEC_AVC and payload[1] == 2

@@ -3,7 +3,8 @@ under a live publish, an upstream behind a TLS terminator with a CA the relay
 does not know, two destinations with one of them down, and a graceful stop.
 
 The relays run with ``--no-clean`` where frames are counted, so that what
-nginx recorded can be matched payload for payload against what ffmpeg sent."""
+nginx recorded can be matched payload for payload against what ffmpeg sent,
+and with ``--bridge-grace 0`` where no filler may follow the publisher's end."""
 
 from __future__ import annotations
 
@@ -55,7 +56,9 @@ def test_nginx_killed_and_restarted_mid_publish_gets_the_rest_of_the_stream(
     nginx_rtmp_factory, rtmprelay_factory, ffmpeg_publisher_factory, long_flv
 ):
     upstream = nginx_rtmp_factory()
-    relay = rtmprelay_factory(["--no-clean", "--no-hls", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"])
+    relay = rtmprelay_factory(
+        ["--bridge-grace", "0", "--no-clean", "--no-hls", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"]
+    )
     publisher = ffmpeg_publisher_factory(relay.url("live/user1/restart"), seconds=None, source_file=long_flv)
     wait_for(lambda: "forwarding live/user1/restart" in relay.log_text, "the relay to forward")
     time.sleep(3.0)
@@ -91,8 +94,10 @@ def test_an_upstream_behind_a_tls_terminator_with_an_unknown_ca(
     pki = make_test_pki(tmp_path / "pki")
     upstream = nginx_rtmp_factory(tls=(pki["cert"], pki["key"]))
     template = upstream.tls_url("{path}")
-    untrusting = rtmprelay_factory(["--no-clean", "--no-hls", "--forward", template])
-    trusting = rtmprelay_factory(["--no-clean", "--no-hls", "--forward", template, "--upstream-ca", str(pki["ca"])])
+    untrusting = rtmprelay_factory(["--bridge-grace", "0", "--no-clean", "--no-hls", "--forward", template])
+    trusting = rtmprelay_factory(
+        ["--bridge-grace", "0", "--no-clean", "--no-hls", "--forward", template, "--upstream-ca", str(pki["ca"])]
+    )
     refused = ffmpeg_publisher_factory(untrusting.url("live/user1/untrusted"), seconds=None, source_file=reference_flv)
     accepted = ffmpeg_publisher_factory(trusting.url("live/user1/trusted"), seconds=None, source_file=reference_flv)
     tls_errors = wait_for(
@@ -118,6 +123,7 @@ def test_two_destinations_with_one_down_the_other_gets_every_frame(
     upstream = nginx_rtmp_factory()
     relay = rtmprelay_factory(
         [
+            "--bridge-grace", "0",
             "--no-clean",
             "--no-hls",
             "--forward", f"rtmp://127.0.0.1:{free_port}/live/{{streamId}}",  # nothing listens there
@@ -166,3 +172,47 @@ def test_sigterm_ends_every_upstream_publish_cleanly_and_exits_0(
     assert "deleteStream" in first, "\n".join(lines)
     assert "ended the upstream publish of live/user1/bye" in relay.log_text
     publisher.stop()
+
+
+def test_the_publisher_killed_and_back_inside_the_grace_is_one_upstream_publish(
+    tmp_path, nginx_rtmp_factory, rtmprelay_factory, ffmpeg_publisher_factory, long_flv
+):
+    """ffmpeg SIGKILLed 2.5 s in, a new ffmpeg on the same path 2 s later: nginx sees one
+    publish, one recording whose timeline goes on through the gap (filled with the last
+    picture repeated) and decodes without a warning; the relay's HLS has no discontinuity."""
+    upstream = nginx_rtmp_factory()
+    hls = tmp_path / "hls"
+    relay = rtmprelay_factory(
+        ["--bridge-grace", "4", "--hls", str(hls), "--hls-mode", "copy", "--hls-segment", "1",
+         "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"]
+    )  # fmt: skip
+    url = relay.url("live/user1/flaky")
+    first = ffmpeg_publisher_factory(url, seconds=6, source_file=long_flv)
+    wait_for(lambda: "forwarding live/user1/flaky" in relay.log_text, "the relay to forward")
+    time.sleep(2.5)
+    first.kill()  # the glasses' Wi-Fi drops: no unpublish, the connection just goes
+    wait_for(lambda: "bridged for up to 4 s" in relay.log_text, "the bridge")
+    time.sleep(2.0)
+    (state,) = upstreams_of(relay, "live/user1/flaky")
+    assert state["state"] == "bridging" and state["errors"] == {}, state
+    second = ffmpeg_publisher_factory(url, seconds=4, source_file=long_flv)
+    wait_for(lambda: "joined on at its first keyframe" in relay.log_text, "the splice")
+    second.wait()
+    second.check()
+    wait_for(lambda: "ended the upstream publish of live/user1/flaky" in relay.log_text, "the grace to run out", timeout=15)
+    recording = upstream.wait_recording("user1/flaky")
+    time.sleep(0.5)
+    publishes = [r for r in upstream.access_records() if "PUBLISH" in r.command and r.name == "user1/flaky"]
+    assert len(publishes) == 1, publishes  # one upstream session for the two publishers
+    video = [t for t in flv.read_flv_tags(recording) if t.kind == "video" and not t.is_header]
+    times = [t.timestamp for t in video]
+    steps = [b - a for a, b in zip(times, times[1:])]
+    assert min(steps) > 0 and max(steps) <= 100, steps  # never back, no hole: one continuous timeline
+    filler = [t for t in video if len(t.payload) < 64 and not t.is_keyframe]  # all-skip P-frames
+    assert len(filler) >= 25 * 2 + 25 * 3, len(filler)  # the outage (>= 2 s) and the grace at the end (4 s)
+    assert times[-1] >= 2500 + 2000 + 4000 + 3000, times[-1]  # both publishes, the gap and the grace, on one timeline
+    report = flv.decode_check(recording)
+    assert report.clean, report
+    assert report.video_frames == len(video)
+    playlist = (hls / "user1" / "flaky" / "index.m3u8").read_text()
+    assert "#EXT-X-DISCONTINUITY" not in playlist and "#EXT-X-ENDLIST" in playlist, playlist

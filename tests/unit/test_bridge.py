@@ -1,0 +1,245 @@
+"""Bridging a publisher outage without sockets: a registry on a ``task.Clock``
+fed the tags of x264 + AAC files that ffmpeg wrote, a recording sink, and the
+recording decoded with PyAV.
+
+The publisher goes away, the bridge fills at the frame rate with skip frames
+and silence, a publisher back within the grace (its timestamps starting at 0
+again) is spliced in at its first keyframe: the sink sees one stream whose
+timeline goes on and which decodes without a warning. Past the grace the
+stream ends."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from twisted.internet import task
+from twisted.logger import capturedLogs
+
+from rtmprelay.media import flv as media_flv
+from rtmprelay.media.cleaner import MediaMessage
+from rtmprelay.relay.bridge import Bridge, BridgeStart, Splice
+from rtmprelay.relay.registry import StreamRegistry
+from rtmprelay.testing.dirty import flv_bytes
+from rtmprelay.testing.flv import decode_check, read_flv_tags
+from rtmprelay.testing.publishers import make_test_flv
+from rtmprelay.testing.peers import find_tool
+
+PATH = "live/user1/glasses"
+FPS = 25
+PERIOD_MS = 1000 / FPS
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.media: list[MediaMessage] = []
+        self.ended = False
+
+    def on_metadata(self, metadata: dict) -> None:
+        pass
+
+    def on_media(self, type_id: int, timestamp: int, payload: bytes) -> None:
+        self.media.append(MediaMessage(type_id, timestamp, payload))
+
+    def on_stream_end(self) -> None:
+        self.ended = True
+
+    def video(self) -> list[MediaMessage]:
+        return [m for m in self.media if m.type_id == media_flv.VIDEO and not media_flv.is_video_sequence_header(m.payload)]
+
+    def audio(self) -> list[MediaMessage]:
+        return [m for m in self.media if m.type_id == media_flv.AUDIO and not media_flv.is_audio_sequence_header(m.payload)]
+
+
+class Publisher:
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """2 s of 160x96 25 fps x264 (one reference frame) + AAC, a keyframe every second."""
+    path = make_test_flv(tmp_path_factory.mktemp("bridge") / "clip.flv", seconds=2, size="160x96", fps=FPS)
+    return [t for t in read_flv_tags(path) if t.kind in ("video", "audio")]
+
+
+@pytest.fixture(scope="module")
+def multi_ref_clip(tmp_path_factory):
+    """2 s of x264 with three reference frames and a 2 s GOP: skip frames run out after a few."""
+    path = tmp_path_factory.mktemp("bridge") / "refs.flv"
+    subprocess.run(
+        [find_tool("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", f"testsrc2=size=160x96:rate={FPS}:duration=2",
+         "-c:v", "libx264", "-preset", "medium", "-refs", "3", "-bf", "0", "-g", "50", "-threads", "1",
+         "-an", "-f", "flv", str(path)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return [t for t in read_flv_tags(path) if t.kind == "video"]
+
+
+def publish(registry: StreamRegistry, clock: task.Clock, tags, start: float) -> None:
+    """The tags at their own pace, arriving ``start`` s after the clock's 0."""
+    stream = registry.get(PATH)
+    for tag in tags:
+        at = start + tag.timestamp / 1000
+        if at > clock.seconds():
+            clock.advance(at - clock.seconds())
+        stream.publish_media(tag.tag_type, tag.timestamp, tag.payload, now=clock.seconds())
+
+
+def advance(clock: task.Clock, seconds: float, step: float = 0.01) -> None:
+    for _ in range(round(seconds / step)):
+        clock.advance(step)
+
+
+def started(clock: task.Clock, grace: float = 10.0) -> tuple[StreamRegistry, Recorder]:
+    registry = StreamRegistry(clock=clock, bridge_grace_s=grace)
+    recorder = Recorder()
+    registry.subscribe(PATH, recorder)
+    assert registry.start(PATH, Publisher()) is not None
+    return registry, recorder
+
+
+def decodes_cleanly(recorder: Recorder, tmp_path, audio: bool = True) -> None:
+    path = tmp_path / "recorded.flv"
+    path.write_bytes(flv_bytes(recorder.media, audio=audio))
+    report = decode_check(path)
+    assert report.clean, report
+    assert report.video_frames == len(recorder.video())
+
+
+def steps(messages: list[MediaMessage]) -> list[int]:
+    return [b.timestamp - a.timestamp for a, b in zip(messages, messages[1:])]
+
+
+def test_an_outage_is_filled_and_the_publisher_back_is_spliced_in_one_timeline(clip, tmp_path):
+    clock = task.Clock()
+    registry, recorder = started(clock)
+    publish(registry, clock, clip, start=0.0)
+    stream = registry.get(PATH)
+    last_video = recorder.video()[-1].timestamp
+    with capturedLogs() as events:
+        registry.stop(stream)  # the publisher's connection dropped
+        advance(clock, 2.0)
+        assert registry.get(PATH) is stream and stream.bridging and not recorder.ended
+        filler = recorder.video()[len([t for t in clip if t.kind == "video" and not t.is_header]):]
+        assert len(filler) >= 45  # ~2 s at 25 fps, from the last real frame on
+        assert all(f.payload[0] == 0x27 and len(f.payload) < 64 for f in filler)  # tiny inter frames
+        # back on the same path; ffmpeg starts its timestamps at 0 again
+        assert registry.takes_publish(PATH)
+        assert registry.start(PATH, Publisher()) is stream
+        publish(registry, clock, clip, start=clock.seconds())
+    assert not stream.bridging
+    video, audio = recorder.video(), recorder.audio()
+    # one timeline: never back, never a hole longer than a frame and a bit
+    assert all(0 < step <= PERIOD_MS + 1 for step in steps(video)), steps(video)
+    assert all(step > 0 for step in steps(audio))
+    assert max(steps(audio)) <= 2 * 1024 * 1000 / 44100 + 1
+    assert video[-1].timestamp > last_video + 2000 + 1900
+    # the second publish starts at its keyframe, which went where the next filler frame would have
+    joined = next(m for m in video if m.timestamp > last_video + 2000 and media_flv.is_keyframe(m.payload))
+    assert joined.payload == next(t.payload for t in clip if media_flv.is_keyframe(t.payload))
+    decodes_cleanly(recorder, tmp_path)
+    text = " ".join(e["log_format"] for e in events)
+    assert "bridged for up to" in text and "joined on at its first keyframe" in text
+    assert registry.get(PATH) is stream and registry.streams() == [stream]
+
+
+def test_past_the_grace_the_stream_ends(clip):
+    clock = task.Clock()
+    registry, recorder = started(clock, grace=3.0)
+    publish(registry, clock, clip[: len(clip) // 2], start=0.0)
+    stream = registry.get(PATH)
+    ended = []
+    registry.add_listener(type("L", (), {"stream_started": lambda s, x: None, "stream_ended": lambda s, x: ended.append(x)})())
+    registry.stop(stream)
+    advance(clock, 2.9)
+    assert not ended and stream.bridging
+    advance(clock, 0.2)
+    assert ended == [stream] and recorder.ended and registry.get(PATH) is None
+    assert clock.getDelayedCalls() == []  # the filler's timer is gone with the stream
+    assert registry.takes_publish(PATH)
+
+
+def test_without_a_grace_the_publisher_leaving_ends_the_stream(clip):
+    clock = task.Clock()
+    registry, recorder = started(clock, grace=0.0)
+    publish(registry, clock, clip[:20], start=0.0)
+    registry.stop(registry.get(PATH))
+    assert recorder.ended and registry.get(PATH) is None
+
+
+def test_stopping_the_relay_ends_a_bridged_stream_and_takes_no_publish(clip):
+    clock = task.Clock()
+    registry, recorder = started(clock)
+    publish(registry, clock, clip[:30], start=0.0)
+    registry.stop(registry.get(PATH))
+    assert registry.end_all() == 1
+    assert recorder.ended and not registry.takes_publish(PATH) and clock.getDelayedCalls() == []
+
+
+def test_a_publisher_leaving_again_before_its_keyframe_keeps_the_bridge_going(clip, tmp_path):
+    clock = task.Clock()
+    registry, recorder = started(clock)
+    publish(registry, clock, clip, start=0.0)
+    stream = registry.get(PATH)
+    registry.stop(stream)
+    advance(clock, 1.0)
+    registry.start(PATH, Publisher())
+    audio_only = [t for t in clip if t.kind == "audio"][:10]  # audio, headers: no keyframe yet
+    publish(registry, clock, audio_only, start=clock.seconds())
+    registry.stop(stream)
+    advance(clock, 1.0)
+    assert stream.bridging
+    registry.start(PATH, Publisher())
+    publish(registry, clock, clip, start=clock.seconds())
+    assert all(0 < step <= PERIOD_MS + 1 for step in steps(recorder.video()))
+    decodes_cleanly(recorder, tmp_path)
+
+
+def test_skip_frames_that_run_out_start_over_at_the_last_keyframe(multi_ref_clip, tmp_path):
+    """x264 with ref=3: frame_num distances to old references bound a run of skip frames;
+    the bridge sends the last keyframe again and goes on from there."""
+    clock = task.Clock()
+    registry, recorder = started(clock)
+    publish(registry, clock, multi_ref_clip, start=0.0)
+    stream = registry.get(PATH)
+    registry.stop(stream)
+    advance(clock, 8.0)
+    bridge = stream.bridge
+    assert bridge.restarts == 1 and "skip frames ran out" in bridge.why_restarted, bridge.why_restarted
+    assert bridge.video_frames >= 8 * FPS - 2
+    assert all(0 < step <= PERIOD_MS + 1 for step in steps(recorder.video()))
+    decodes_cleanly(recorder, tmp_path, audio=False)
+
+
+# -- the pure parts -----------------------------------------------------------------------
+
+
+def test_a_bridge_without_sequence_headers_has_nothing_to_fill_with():
+    bridge = Bridge(BridgeStart(1000, 1000, 5.0), video_header=None, audio_header=None, since_keyframe=(), fps=None)
+    assert not bridge.can_fill
+    assert bridge.why_no_video == "the stream has no video" and bridge.why_no_audio == "the stream has no audio"
+
+
+def test_the_filler_follows_the_wall_clock_from_the_last_arrival(clip):
+    video_header = next(t.payload for t in clip if t.kind == "video" and t.is_header)
+    audio_header = next(t.payload for t in clip if t.kind == "audio" and t.is_header)
+    gop = [MediaMessage(t.tag_type, t.timestamp, t.payload) for t in clip if t.kind == "video" and not t.is_header][:5]
+    start = BridgeStart(gop[-1].timestamp, gop[-1].timestamp, last_arrival=100.0)
+    bridge = Bridge(start, video_header=video_header, audio_header=audio_header, since_keyframe=gop, fps=FPS)
+    assert bridge.fill(100.0) == []
+    out = bridge.fill(101.0)  # a second later: 25 pictures and 43 AAC frames (44.1 kHz)
+    assert [m.timestamp for m in out] == sorted(m.timestamp for m in out)
+    assert sum(m.type_id == media_flv.VIDEO for m in out) == 25
+    assert sum(m.type_id == media_flv.AUDIO for m in out) == 1000 * 44100 // 1024 // 1000
+    assert bridge.fill(101.0) == []
+    splice = Splice(bridge, video_header, audio_header)
+    key = next(t for t in clip if media_flv.is_keyframe(t.payload))
+    assert splice.take(MediaMessage(media_flv.VIDEO, 400, b"\x27\x01\x00\x00\x00")) == []  # before the keyframe
+    joined = splice.take(MediaMessage(media_flv.VIDEO, 440, key.payload))
+    assert [m.timestamp for m in joined] == [bridge.next_video_ms] and splice.done
+    assert splice.take(MediaMessage(media_flv.VIDEO, 480, b"x"))[0].timestamp == bridge.next_video_ms + 40
