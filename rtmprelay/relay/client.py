@@ -54,6 +54,7 @@ from rtmprelay.relay.upstream import (
     TlsVerification,
     UpstreamError,
     UpstreamState,
+    UpstreamStatus,
     UpstreamTarget,
     describe_connect_failure,
     describe_loss,
@@ -516,36 +517,35 @@ class UpstreamForwarder:
         elif state is UpstreamState.STOPPED and previous is not UpstreamState.STOPPED:
             self.log.info("ended the upstream publish of {path} to {url}", path=self.path, url=self.masked_url)
 
-    def info(self) -> dict:
-        """This destination as ``/api/streams`` shows it."""
+    def status(self) -> UpstreamStatus:
+        """This destination now (see ``UpstreamStatus`` for the fields)."""
         state = self.state
         if state is UpstreamState.LIVE and getattr(self.stream, "bridging", False):
             state = UpstreamState.BRIDGING
-        now = self.reactor.seconds() if self.reactor is not None else None
-        last_error = None
-        if self.last_error is not None:
-            last_error = {"kind": self.last_error.kind, "message": self.last_error.message}
-            if now is not None and self.last_error_at is not None:
-                last_error["seconds_ago"] = round(now - self.last_error_at, 1)
-        return {
-            "url": self.masked_url,
-            "app": self.target.app,
-            "profile": self.destination.profile,
-            "state": state.value,
-            "attempts": self.attempts,
-            "errors": dict(self.errors),
-            "last_error": last_error,
-            "bytes_sent": self.bytes_sent,
-            "frames_sent": self.frames_sent,
-            "audio_frames_sent": self.audio_frames_sent,
-            "dropped": self.dropped,
-            "queue": {
-                "bytes": self._queued_bytes,
-                "limit": self.config.queue_bytes,
-                "fill": round(self._queued_bytes / self.config.queue_bytes, 3),
-                "messages": len(self._queue),
-            },
-        }
+        age = None
+        if self.last_error_at is not None and self.reactor is not None:
+            age = self.reactor.seconds() - self.last_error_at
+        return UpstreamStatus(
+            url=self.masked_url,
+            app=self.target.app,
+            profile=self.destination.profile,
+            state=state,
+            attempts=self.attempts,
+            errors=tuple(sorted(self.errors.items())),
+            last_error=self.last_error,
+            last_error_age_s=age,
+            bytes_sent=self.bytes_sent,
+            frames_sent=self.frames_sent,
+            audio_frames_sent=self.audio_frames_sent,
+            dropped=self.dropped,
+            queue_bytes=self._queued_bytes,
+            queue_messages=len(self._queue),
+            queue_limit=self.config.queue_bytes,
+        )
+
+    def info(self) -> dict:
+        """This destination as ``/api/streams`` shows it."""
+        return self.status().as_dict()
 
     # -- bounds -------------------------------------------------------------------------
 

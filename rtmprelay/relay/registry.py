@@ -303,6 +303,22 @@ class LiveStream:
         self.bridge, self.bridged_at = bridge, now
         return bridge
 
+    def bridge_info(self) -> dict | None:
+        """While the publisher is away (None otherwise): when it left (``since``, the
+        registry clock's seconds) and what the bridge made so far."""
+        bridge = self.bridge
+        if bridge is None:
+            return None
+        return {
+            "since": self.bridged_at,
+            "publisher_back": self.publisher is not None,
+            "video_frames": bridge.video_frames,
+            "audio_frames": bridge.audio_frames,
+            "keyframe_restarts": bridge.restarts,
+            "no_video": bridge.why_no_video or None,
+            "no_audio": bridge.why_no_audio or None,
+        }
+
     def fill_bridge(self, now: float) -> None:
         bridge = self.bridge
         if bridge is None:

@@ -178,6 +178,71 @@ class KeyframeSpacing:
         return payload
 
 
+# -- what /api/streams shows -------------------------------------------------------------
+
+
+@attrs.frozen
+class UpstreamStatus:
+    """One destination of one stream, as ``/api/streams`` (and whatever else reports on
+    forwarding) sees it; ``UpstreamForwarder.status()`` makes one, ``as_dict()`` is the JSON.
+
+    ``url``: the destination URL with its stream key masked (``names.mask_url``).
+    ``app``: the RTMP application it publishes to. ``profile``: the destination
+    profile named with ``profile=`` (None: the stream's). ``state``: connecting,
+    live, backing off, bridging (live, the stream's publisher away, filler sent) or
+    stopped. ``attempts``: connections tried, the first included. ``errors``:
+    failures by ``UpstreamError.kind``. ``last_error``: the last failure (None before
+    any) and ``last_error_age_s`` how long ago. ``bytes_sent``: RTMP bytes written;
+    ``frames_sent`` / ``audio_frames_sent``: video pictures and audio frames written
+    (headers not counted); ``dropped``: frames skipped to the next keyframe because
+    the queue or the socket was over ``queue_limit``. ``queue_bytes`` /
+    ``queue_messages``: media held while not live; ``queue_limit``:
+    ``--upstream-queue-bytes``.
+    """
+
+    url: str
+    app: str
+    profile: str | None
+    state: UpstreamState
+    attempts: int
+    errors: tuple[tuple[str, int], ...]
+    last_error: "UpstreamError | None"
+    last_error_age_s: float | None
+    bytes_sent: int
+    frames_sent: int
+    audio_frames_sent: int
+    dropped: int
+    queue_bytes: int
+    queue_messages: int
+    queue_limit: int
+
+    def as_dict(self) -> dict:
+        last_error = None
+        if self.last_error is not None:
+            last_error = {"kind": self.last_error.kind, "message": self.last_error.message}
+            if self.last_error_age_s is not None:
+                last_error["seconds_ago"] = round(self.last_error_age_s, 1)
+        return {
+            "url": self.url,
+            "app": self.app,
+            "profile": self.profile,
+            "state": self.state.value,
+            "attempts": self.attempts,
+            "errors": dict(self.errors),
+            "last_error": last_error,
+            "bytes_sent": self.bytes_sent,
+            "frames_sent": self.frames_sent,
+            "audio_frames_sent": self.audio_frames_sent,
+            "dropped": self.dropped,
+            "queue": {
+                "bytes": self.queue_bytes,
+                "limit": self.queue_limit,
+                "fill": round(self.queue_bytes / self.queue_limit, 3) if self.queue_limit else 0.0,
+                "messages": self.queue_messages,
+            },
+        }
+
+
 # -- naming failures ---------------------------------------------------------------------
 
 

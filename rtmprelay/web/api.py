@@ -47,6 +47,7 @@ def stream_info(stream: LiveStream, hls=None) -> dict:
             "metadata": stream.metadata,
             "hls": None if hls is None else hls.info(stream.path),
             "upstreams": [sink.info() for sink in stream.sinks if isinstance(sink, UpstreamForwarder)],
+            "bridge": stream.bridge_info(),
         }
     )
 

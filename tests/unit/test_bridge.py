@@ -14,15 +14,21 @@ import subprocess
 
 import pytest
 from twisted.internet import task
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 
 from rtmprelay.media import flv as media_flv
 from rtmprelay.media.cleaner import MediaMessage
 from rtmprelay.relay.bridge import Bridge, BridgeStart, Splice
+from rtmprelay.relay.forward import Forwarding, ForwardTemplate, ForwardTemplates
 from rtmprelay.relay.registry import StreamRegistry
 from rtmprelay.testing.dirty import flv_bytes
 from rtmprelay.testing.flv import decode_check, read_flv_tags
+from rtmprelay.rtmp import session as s
+from rtmprelay.testing.peers import find_tool
 from rtmprelay.testing.publishers import make_test_flv
+from rtmprelay.web.api import stream_info
+from tests.unit.test_forwarding import Upstream
 from rtmprelay.testing.peers import find_tool
 
 PATH = "live/user1/glasses"
@@ -243,3 +249,35 @@ def test_the_filler_follows_the_wall_clock_from_the_last_arrival(clip):
     joined = splice.take(MediaMessage(media_flv.VIDEO, 440, key.payload))
     assert [m.timestamp for m in joined] == [bridge.next_video_ms] and splice.done
     assert splice.take(MediaMessage(media_flv.VIDEO, 480, b"x"))[0].timestamp == bridge.next_video_ms + 40
+
+
+# -- with forwarding: the upstream publish stays open --------------------------------------
+
+
+def test_the_upstream_publish_stays_open_through_the_outage_and_ends_after_the_grace(clip):
+    clock = MemoryReactorClock()
+    registry = StreamRegistry(clock=clock, bridge_grace_s=3.0)
+    upstream = Upstream()
+    forwarding = Forwarding(clock, ForwardTemplates([ForwardTemplate.parse("rtmp://up/live/{path}")]), connect=upstream)
+    registry.add_listener(forwarding)
+    stream = registry.start(PATH, Publisher(), forwarding.admit(PATH).result)
+    attempt = upstream.last.publish()
+    publish(registry, clock, clip[:40], start=0.0)
+    sent = len(attempt.media())
+    registry.stop(stream)
+    assert stream_info(stream)["upstreams"][0]["state"] == "bridging"
+    assert stream_info(stream)["bridge"]["video_frames"] == 0
+    advance(clock, 1.0)
+    assert stream_info(stream)["bridge"]["video_frames"] >= 20
+    registry.start(PATH, Publisher())
+    publish(registry, clock, clip, start=clock.seconds())
+    info = stream_info(stream)
+    assert info["bridge"] is None and info["upstreams"][0]["state"] == "live"
+    media = attempt.media()
+    assert len(media) > sent + 20 + len(clip) - 10
+    assert len(upstream.attempts) == 1  # one connection, one publish, throughout
+    assert not any(type(e) is s.PublishEnded for e in attempt.events)
+    registry.stop(stream)
+    advance(clock, 3.1)
+    attempt.pump()
+    assert any(type(e) is s.PublishEnded for e in attempt.events), attempt.events
