@@ -22,14 +22,13 @@ from rtmprelay.media.cleaner import MediaMessage
 from rtmprelay.relay.bridge import Bridge, BridgeStart, Splice
 from rtmprelay.relay.forward import Forwarding, ForwardTemplate, ForwardTemplates
 from rtmprelay.relay.registry import StreamRegistry
+from rtmprelay.rtmp import session as s
 from rtmprelay.testing.dirty import flv_bytes
 from rtmprelay.testing.flv import decode_check, read_flv_tags
-from rtmprelay.rtmp import session as s
 from rtmprelay.testing.peers import find_tool
 from rtmprelay.testing.publishers import make_test_flv
 from rtmprelay.web.api import stream_info
 from tests.unit.test_forwarding import Upstream
-from rtmprelay.testing.peers import find_tool
 
 PATH = "live/user1/glasses"
 FPS = 25
