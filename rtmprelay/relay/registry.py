@@ -31,6 +31,10 @@ from rtmprelay.rtmp.messages import MessageType
 DEFAULT_GOP_CACHE_BYTES = 16 * 1024 * 1024
 #: Seconds a forwarded stream outlives its publisher, bridged, waiting for it to come back.
 DEFAULT_BRIDGE_GRACE_S = 10.0
+#: A publish of a bridged path whose publisher has sent nothing for this long takes the
+#: path over: a phone that changed networks leaves a half-open connection behind, which
+#: the server would drop only after its idle timeout (10 s) and meanwhile refuse the new one.
+TAKEOVER_SILENCE_S = 2.0
 
 
 class MediaSink(Protocol):
@@ -49,6 +53,9 @@ class Publisher(Protocol):
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
+
+    def drop_publisher(self, stream: "LiveStream") -> None:
+        """A new publisher took ``stream`` over: send it nothing more and close."""
 
 
 @attrs.define
@@ -259,6 +266,10 @@ class LiveStream:
 
     # -- backpressure: a sink that must not lose data pauses the publisher -------
 
+    @property
+    def paused(self) -> bool:
+        return bool(self._pausers)
+
     def pause_for(self, sink: MediaSink) -> None:
         if not self._pausers and self.publisher is not None:
             self.publisher.pause_reading()
@@ -417,9 +428,36 @@ class StreamRegistry:
 
     def takes_publish(self, path: str) -> bool:
         """Whether a publish of ``path`` would start (or resume a bridged stream): nobody
-        publishes it now and the relay is not stopping."""
+        publishes it now, or its publisher has been silent for ``TAKEOVER_SILENCE_S`` on a
+        path that is bridged; and the relay is not stopping."""
         stream = self._streams.get(path)
-        return not self._stopping and (stream is None or stream.publisher is None)
+        return not self._stopping and (stream is None or stream.publisher is None or self._silent(stream))
+
+    def _silent(self, stream: LiveStream) -> bool:
+        """Its publisher sent nothing for a while, and not because the relay paused it."""
+        return (
+            stream.bridgeable
+            and stream.publisher is not None
+            and stream.last_arrival is not None
+            and not stream.paused
+            and self.clock.seconds() - stream.last_arrival >= TAKEOVER_SILENCE_S
+        )
+
+    def _take_over(self, stream: LiveStream) -> LiveStream | None:
+        """Bridge ``stream`` from its silent publisher (or end it), and close that publisher."""
+        old = stream.publisher
+        self.log.warn(
+            "stream {path}: its publisher sent nothing for {seconds:.1f} s and a new one publishes; "
+            "dropping the silent one",
+            path=stream.path,
+            seconds=self.clock.seconds() - stream.last_arrival,
+        )
+        self.stop(stream, old)
+        try:
+            old.drop_publisher(stream)
+        except Exception:
+            stream._fault("publisher.drop_publisher")
+        return self._streams.get(stream.path)
 
     def streams(self) -> list[LiveStream]:
         return list(self._streams.values())
@@ -432,6 +470,8 @@ class StreamRegistry:
         """The new stream, or the bridged one the publisher is back on; None when ``path`` is
         already being published (or the relay stops)."""
         existing = self._streams.get(path)
+        if existing is not None and existing.publisher is not None and self._silent(existing) and not self._stopping:
+            existing = self._take_over(existing)
         if existing is not None and existing.publisher is None and existing.bridging and not self._stopping:
             return self._resume(existing, publisher)
         if existing is not None or self._stopping:
@@ -447,9 +487,12 @@ class StreamRegistry:
             stream.attach(sink)
         return stream
 
-    def stop(self, stream: LiveStream) -> None:
-        """The publisher of ``stream`` went away: bridge it for the grace, or end it."""
+    def stop(self, stream: LiveStream, publisher: Publisher | None = None) -> None:
+        """The publisher of ``stream`` went away: bridge it for the grace, or end it.
+        With ``publisher``: only if that is still the stream's publisher (not one taken over)."""
         if self._streams.get(stream.path) is not stream:
+            return
+        if publisher is not None and stream.publisher is not publisher:
             return
         if not self._stopping and self._bridge(stream):
             return

@@ -173,13 +173,22 @@ class RTMPServerProtocol(Protocol):
         for stream_id in list(self._admitting):
             self._drop_admission(stream_id)
         for stream in list(self._published.values()):
-            self.registry.stop(stream)
+            self.registry.stop(stream, self)
         self._published.clear()
         for player in list(self._players.values()):
             self.registry.unsubscribe(player.path, player)
         self._players.clear()
 
     # -- Publisher interface for the registry's backpressure ------------------------
+
+    def drop_publisher(self, stream: LiveStream) -> None:
+        """A new publisher took ``stream`` over from this silent connection: close it."""
+        for stream_id, published in list(self._published.items()):
+            if published is stream:
+                del self._published[stream_id]
+        self.log.warn("dropping {peer}, publisher of {path}: a new publisher took the path over", peer=self.peer, path=stream.path)
+        if self.transport is not None:
+            self.transport.abortConnection()
 
     def pause_reading(self) -> None:
         self.transport.pauseProducing()
@@ -377,7 +386,7 @@ class RTMPServerProtocol(Protocol):
     def _on_publish_ended(self, event: s.PublishEnded) -> None:
         stream = self._published.pop(event.stream_id, None)
         if stream is not None:
-            self.registry.stop(stream)
+            self.registry.stop(stream, self)
 
     def _on_play_ended(self, event: s.PlayEnded) -> None:
         player = self._players.pop(event.stream_id, None)

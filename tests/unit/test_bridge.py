@@ -57,11 +57,17 @@ class Recorder:
 
 
 class Publisher:
+    def __init__(self) -> None:
+        self.dropped = False
+
     def pause_reading(self) -> None:
         pass
 
     def resume_reading(self) -> None:
         pass
+
+    def drop_publisher(self, stream) -> None:
+        self.dropped = True
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +207,30 @@ def test_a_publisher_leaving_again_before_its_keyframe_keeps_the_bridge_going(cl
     assert stream.bridging
     registry.start(PATH, Publisher())
     publish(registry, clock, clip, start=clock.seconds())
+    assert all(0 < step <= PERIOD_MS + 1 for step in steps(recorder.video()))
+    decodes_cleanly(recorder, tmp_path)
+
+
+def test_a_publisher_silent_for_2_s_is_taken_over_by_a_new_one(clip, tmp_path):
+    """A phone that changed networks leaves a half-open connection: a new publish of the
+    path does not wait for the server's idle timeout, it is spliced in as after an outage."""
+    clock = task.Clock()
+    registry = StreamRegistry(clock=clock, bridge_grace_s=10.0)
+    recorder = Recorder()
+    registry.subscribe(PATH, recorder)
+    old = Publisher()
+    stream = registry.start(PATH, old)
+    publish(registry, clock, clip, start=0.0)
+    advance(clock, 1.5)
+    assert not registry.takes_publish(PATH) and registry.start(PATH, Publisher()) is None  # not silent long enough
+    advance(clock, 0.6)
+    assert registry.takes_publish(PATH)
+    new = Publisher()
+    assert registry.start(PATH, new) is stream and old.dropped and stream.publisher is new
+    registry.stop(stream, old)  # the old connection's close comes later: it no longer matters
+    assert stream.publisher is new and stream.bridging
+    publish(registry, clock, clip, start=clock.seconds())
+    assert not stream.bridging
     assert all(0 < step <= PERIOD_MS + 1 for step in steps(recorder.video()))
     decodes_cleanly(recorder, tmp_path)
 

@@ -307,3 +307,24 @@ def test_delete_stream_with_a_number_that_names_no_stream_is_ignored(factory, re
     peer.session.send_media(m.MessageType.VIDEO, 0, KEYFRAME)
     peer.pump()
     assert registry.get("live/user1/stream1").counters.video_messages == 1
+
+
+def test_a_silent_publisher_of_a_bridged_path_is_dropped_for_a_new_one(clock):
+    """A phone that changed networks leaves a half-open connection: with bridging on, a new
+    publish of the path after 2 s of silence takes it over instead of being refused."""
+    registry = StreamRegistry(clock=clock, bridge_grace_s=10.0)
+    factory = RTMPServerFactory(registry, ServerConfig(connection=ConnectionConfig(max_message_size=1_000_000)), clock)
+    first = publish(factory)
+    first.session.send_media(9, 0, KEYFRAME)
+    first.pump()
+    clock.advance(1.0)
+    early = Peer(factory)
+    early.pump()
+    assert of_type(early.events, s.PublishFailed)  # 1 s of silence: still its publisher's
+    clock.advance(1.5)
+    with capturedLogs() as logs:
+        second = publish(factory)
+    assert first.closed and second.protocol in [stream.publisher for stream in registry.streams()]
+    assert any("a new publisher took the path over" in line for line in log_lines(logs))
+    first.protocol.connectionLost(None)  # its close, later, leaves the new publisher alone
+    assert registry.get("live/user1/stream1").publisher is second.protocol
