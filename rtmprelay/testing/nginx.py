@@ -81,14 +81,7 @@ def find_stream_module(nginx: str | None = None) -> str | None:
     nginx = nginx or find_tool("nginx")
     if "--with-stream " in _nginx_configure_args(nginx) + " ":
         return None
-    for folder in MODULE_DIRS:
-        candidate = os.path.join(folder, STREAM_MODULE_NAME)
-        if os.path.isfile(candidate):
-            return candidate
-    raise PeerUnavailable(
-        f"nginx stream module ({STREAM_MODULE_NAME}) not found in {', '.join(MODULE_DIRS)}; "
-        f"{INSTALL_HINT} (Debian: libnginx-mod-stream)"
-    )
+    return _module_file(MODULE_DIRS, STREAM_MODULE_NAME, "stream module", "libnginx-mod-stream")
 
 
 @functools.cache
@@ -109,14 +102,16 @@ def find_rtmp_module(nginx: str | None = None) -> str | None:
         if match:
             base = match.group(1)
             dirs.append(base if option == "--modules-path" else os.path.join(base, "modules"))
+    return _module_file(dirs, MODULE_NAME, "RTMP module", "libnginx-mod-rtmp")
+
+
+def _module_file(dirs, name: str, what: str, package: str) -> str:
+    """The first ``dirs``/``name`` that exists; `PeerUnavailable` naming the Debian package otherwise."""
     for folder in dirs:
-        candidate = os.path.join(folder, MODULE_NAME)
+        candidate = os.path.join(folder, name)
         if os.path.isfile(candidate):
             return candidate
-    raise PeerUnavailable(
-        f"nginx RTMP module ({MODULE_NAME}) not found in {', '.join(dirs)}; "
-        f"{INSTALL_HINT} (Debian: libnginx-mod-rtmp)"
-    )
+    raise PeerUnavailable(f"nginx {what} ({name}) not found in {', '.join(dirs)}; {INSTALL_HINT} (Debian: {package})")
 
 
 class NginxRtmp(PeerProcess):

@@ -126,6 +126,12 @@ def steps(messages: list[MediaMessage]) -> list[int]:
     return [b.timestamp - a.timestamp for a, b in zip(messages, messages[1:])]
 
 
+def one_timeline_that_decodes(recorder: Recorder, tmp_path, audio: bool = True) -> None:
+    """Video never steps back nor leaves a hole longer than a frame, and all of it decodes."""
+    assert all(0 < step <= PERIOD_MS + 1 for step in steps(recorder.video())), steps(recorder.video())
+    decodes_cleanly(recorder, tmp_path, audio)
+
+
 def test_an_outage_is_filled_and_the_publisher_back_is_spliced_in_one_timeline(clip, tmp_path):
     clock = task.Clock()
     registry, recorder = started(clock)
@@ -207,8 +213,7 @@ def test_a_publisher_leaving_again_before_its_keyframe_keeps_the_bridge_going(cl
     assert stream.bridging
     registry.start(PATH, Publisher())
     publish(registry, clock, clip, start=clock.seconds())
-    assert all(0 < step <= PERIOD_MS + 1 for step in steps(recorder.video()))
-    decodes_cleanly(recorder, tmp_path)
+    one_timeline_that_decodes(recorder, tmp_path)
 
 
 def test_a_publisher_silent_for_2_s_is_taken_over_by_a_new_one(clip, tmp_path):
@@ -231,8 +236,7 @@ def test_a_publisher_silent_for_2_s_is_taken_over_by_a_new_one(clip, tmp_path):
     assert stream.publisher is new and stream.bridging
     publish(registry, clock, clip, start=clock.seconds())
     assert not stream.bridging
-    assert all(0 < step <= PERIOD_MS + 1 for step in steps(recorder.video()))
-    decodes_cleanly(recorder, tmp_path)
+    one_timeline_that_decodes(recorder, tmp_path)
 
 
 def test_skip_frames_that_run_out_start_over_at_the_last_keyframe(multi_ref_clip, tmp_path):
@@ -247,8 +251,7 @@ def test_skip_frames_that_run_out_start_over_at_the_last_keyframe(multi_ref_clip
     bridge = stream.bridge
     assert bridge.restarts == 1 and "skip frames ran out" in bridge.why_restarted, bridge.why_restarted
     assert bridge.video_frames >= 8 * FPS - 2
-    assert all(0 < step <= PERIOD_MS + 1 for step in steps(recorder.video()))
-    decodes_cleanly(recorder, tmp_path, audio=False)
+    one_timeline_that_decodes(recorder, tmp_path, audio=False)
 
 
 # -- the pure parts -----------------------------------------------------------------------
