@@ -60,7 +60,11 @@ class Bridge:
         audio_header: bytes | None,
         since_keyframe: Iterable[MediaMessage],
         fps: float | None,
+        keyframe: bytes | None = None,
     ) -> None:
+        """``since_keyframe``: the stream's last keyframe and the frames after it, as sent
+        (empty when the GOP was too long to keep); ``keyframe``: that keyframe's payload
+        even then, where a run can start over."""
         self.fps = fps or DEFAULT_FPS
         self.period_ms = 1000.0 / self.fps
         self.video_frames = 0
@@ -76,7 +80,7 @@ class Bridge:
         self._config: tuple[list, list] = ([], [])
         self._nal_length_size = 4
         self._cts = 0
-        self._keyframe: bytes | None = None  # the stream's last keyframe, where a run may start over
+        self._keyframe = keyframe  # the stream's last keyframe, where a run may start over
         self._pending_keyframe = False
         #: How often the run started over at the last keyframe, and why the last time.
         self.restarts = 0
@@ -141,7 +145,7 @@ class Bridge:
             config = avcc.parse_avc_config(tag.data)
             self._config = (list(config.sps), list(config.pps))
             self._nal_length_size = config.nal_length_size
-            if frames and flv.is_keyframe(frames[0].payload):
+            if self._keyframe is None and frames and flv.is_keyframe(frames[0].payload):
                 self._keyframe = frames[0].payload
             maker = self._new_maker()
             for message in frames:

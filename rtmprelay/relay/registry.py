@@ -108,6 +108,7 @@ class LiveStream:
         self._splice: Splice | None = None
         self.last_arrival: float | None = None
         self._last_video_ms: int | None = None
+        self._last_keyframe: bytes | None = None  # kept even when the GOP is too long to cache
         self._last_audio_ms: int | None = None
 
     # -- from the publisher ------------------------------------------------------
@@ -201,6 +202,7 @@ class LiveStream:
                 self.output_keyframes.keyframe(timestamp)
                 self.output_frame_rate.frame(timestamp)
                 self._gop = [message]
+                self._last_keyframe = payload
                 self._gop_bytes = len(payload)
                 self._gop_overflowed = False
             else:
@@ -306,6 +308,7 @@ class LiveStream:
             video_header=self.video_header.payload if self.video_header is not None else None,
             audio_header=self.audio_header.payload if self.audio_header is not None else None,
             since_keyframe=self._gop,
+            keyframe=self._last_keyframe,
             fps=self._output_fps(),
         )
         if not bridge.can_fill:

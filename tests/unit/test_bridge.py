@@ -239,6 +239,22 @@ def test_a_publisher_silent_for_2_s_is_taken_over_by_a_new_one(clip, tmp_path):
     one_timeline_that_decodes(recorder, tmp_path)
 
 
+def test_a_gop_too_long_to_cache_is_bridged_from_its_keyframe(clip, tmp_path):
+    """Past --gop-cache-bytes the frames since the keyframe are not kept, so skip frames
+    cannot be numbered after them: the bridge sends the keyframe again and repeats that."""
+    clock = task.Clock()
+    registry = StreamRegistry(clock=clock, bridge_grace_s=10.0, gop_cache_bytes=4000)
+    recorder = Recorder()
+    registry.subscribe(PATH, recorder)
+    stream = registry.start(PATH, Publisher())
+    publish(registry, clock, clip, start=0.0)
+    assert stream.since_keyframe() == ()
+    registry.stop(stream)
+    advance(clock, 1.0)
+    assert stream.bridge.restarts == 1 and not stream.bridge.why_no_video
+    one_timeline_that_decodes(recorder, tmp_path)
+
+
 def test_skip_frames_that_run_out_start_over_at_the_last_keyframe(multi_ref_clip, tmp_path):
     """x264 with ref=3: frame_num distances to old references bound a run of skip frames;
     the bridge sends the last keyframe again and goes on from there."""
