@@ -216,3 +216,24 @@ def test_the_publisher_killed_and_back_inside_the_grace_is_one_upstream_publish(
     assert report.video_frames == len(video)
     playlist = (hls / "user1" / "flaky" / "index.m3u8").read_text()
     assert "#EXT-X-DISCONTINUITY" not in playlist and "#EXT-X-ENDLIST" in playlist, playlist
+
+
+def test_an_application_the_upstream_does_not_have_is_named_counted_and_logged_once(
+    nginx_rtmp_factory, rtmprelay_factory, ffmpeg_publisher_factory, reference_flv
+):
+    """nginx-rtmp closes the connection on an unknown application, without a word: the
+    relay says which application, counts each try, logs it once, and the ingest goes on."""
+    upstream = nginx_rtmp_factory()
+    relay = rtmprelay_factory(
+        ["--bridge-grace", "0", "--no-hls", "--forward", f"rtmp://127.0.0.1:{upstream.port}/nope/{{path}}"]
+    )
+    publisher = ffmpeg_publisher_factory(relay.url("live/user1/lost"), seconds=None, source_file=reference_flv)
+    (state,) = wait_for(
+        lambda: [u for u in upstreams_of(relay, "live/user1/lost") if u["errors"].get("closed", 0) >= 2],
+        "the unknown application to be tried twice",
+    )
+    assert "application 'nope' may not exist" in state["last_error"]["message"], state
+    assert state["state"] in ("backing off", "connecting") and state["frames_sent"] == 0
+    publisher.wait()
+    publisher.check()
+    assert relay.log_text.count("application 'nope' may not exist") == 1, relay.log_text
