@@ -6,7 +6,8 @@ to start cleanly (metadata, sequence headers, the frames since the last
 keyframe) so a player starts at a keyframe with the sequence headers first.
 
 A stream may outlive its publisher: with a bridge grace (forwarding), a
-stream whose publisher goes away is filled by a ``bridge.Bridge`` (the last
+stream whose publisher's connection drops (or goes silent and a new publisher
+takes the path over) without unpublishing is filled by a ``bridge.Bridge`` (the last
 picture repeated, silence) for up to that many seconds, every sink seeing one
 continuous stream, and a publisher back on the path within it is joined on at
 its first keyframe (``bridge.Splice``) with a fresh cleaner. Only after the
@@ -490,14 +491,18 @@ class StreamRegistry:
             stream.attach(sink)
         return stream
 
-    def stop(self, stream: LiveStream, publisher: Publisher | None = None) -> None:
+    def stop(self, stream: LiveStream, publisher: Publisher | None = None, *, unpublished: bool = False) -> None:
         """The publisher of ``stream`` went away: bridge it for the grace, or end it.
-        With ``publisher``: only if that is still the stream's publisher (not one taken over)."""
+
+        ``unpublished``: it said it was done (deleteStream, closeStream, FCUnpublish), as
+        ffmpeg does when its input ends or it is interrupted: a stop, not an outage, so
+        the stream ends now. With ``publisher``: only if that is still the stream's
+        publisher (not one a new publisher took the path over from)."""
         if self._streams.get(stream.path) is not stream:
             return
         if publisher is not None and stream.publisher is not publisher:
             return
-        if not self._stopping and self._bridge(stream):
+        if not self._stopping and not unpublished and self._bridge(stream):
             return
         self._end(stream)
 

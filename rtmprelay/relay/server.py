@@ -386,7 +386,7 @@ class RTMPServerProtocol(Protocol):
     def _on_publish_ended(self, event: s.PublishEnded) -> None:
         stream = self._published.pop(event.stream_id, None)
         if stream is not None:
-            self.registry.stop(stream, self)
+            self.registry.stop(stream, self, unpublished=True)  # a stop, not an outage: never bridged
 
     def _on_play_ended(self, event: s.PlayEnded) -> None:
         player = self._players.pop(event.stream_id, None)

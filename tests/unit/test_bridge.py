@@ -181,6 +181,15 @@ def test_past_the_grace_the_stream_ends(clip):
     assert registry.takes_publish(PATH)
 
 
+def test_a_publisher_that_unpublishes_ends_the_stream_at_once(clip):
+    """deleteStream (ffmpeg's input ended, or it was interrupted) is a stop, not an outage."""
+    clock = task.Clock()
+    registry, recorder = started(clock)
+    publish(registry, clock, clip[:20], start=0.0)
+    registry.stop(registry.get(PATH), unpublished=True)
+    assert recorder.ended and registry.get(PATH) is None and clock.getDelayedCalls() == []
+
+
 def test_without_a_grace_the_publisher_leaving_ends_the_stream(clip):
     clock = task.Clock()
     registry, recorder = started(clock, grace=0.0)
