@@ -16,8 +16,13 @@ Neither reads a clock nor imports Twisted: ``now`` (seconds) is an argument.
 The bridge needs nothing from the cleaner: it rebuilds the state a skip frame
 needs from the stream's sequence header and the frames since its last keyframe
 (``LiveStream.since_keyframe``), so it costs nothing while the publisher is
-there. A stream it cannot repeat (B-frames, a GOP too long to keep, an
-unsupported AAC) is bridged with what can be made, and the log says why.
+there. Where the last picture cannot be repeated (B-frames, a non-reference
+last picture, a GOP too long to keep) or skip frames run out (several
+reference frames: frame_num distances to the old ones must stay below
+MaxFrameNum), the run starts over at the stream's last keyframe, sent again,
+and repeats that picture (after an IDR there is one reference and no bound).
+What cannot be made at all (no keyframe, an unsupported AAC) is left out, and
+``why_no_video`` / ``why_no_audio`` say why.
 """
 
 from __future__ import annotations
