@@ -242,7 +242,8 @@ class Bridge:
 
 
 class Splice:
-    """Joins a returning publisher to a bridged stream at its first keyframe.
+    """Joins a returning publisher to a bridged stream at its first keyframe (at its
+    first audio frame when the stream has no video).
 
     Until then, its frames are dropped and its sequence headers kept. The
     keyframe is moved to ``bridge.next_video_ms`` and everything after it by the
@@ -266,9 +267,11 @@ class Splice:
             if _is_header(type_id, payload):
                 self._new_headers[type_id] = payload
                 return []
-            if not (type_id == flv.VIDEO and flv.is_keyframe(payload)):
-                return []  # the bridge goes on filling until the keyframe
-            return self._join(timestamp, payload)
+            if type_id == flv.VIDEO and flv.is_keyframe(payload):
+                return self._join(type_id, timestamp, payload)
+            if type_id == flv.AUDIO and self._old_headers[flv.VIDEO] is None:
+                return self._join(type_id, timestamp, payload)  # an audio-only stream: no keyframe to wait for
+            return []  # the bridge goes on filling until the keyframe
         shifted = timestamp + self.offset
         if type_id == flv.AUDIO and not _is_header(type_id, payload):
             if (self._audio_floor is not None and shifted < self._audio_floor) or shifted <= self._last_audio:
@@ -276,9 +279,9 @@ class Splice:
             self._last_audio = shifted
         return [MediaMessage(type_id, max(0, shifted), payload)]
 
-    def _join(self, timestamp: int, payload: bytes) -> list[MediaMessage]:
+    def _join(self, type_id: int, timestamp: int, payload: bytes) -> list[MediaMessage]:
         self.done = True
-        at = self.bridge.next_video_ms
+        at = self.bridge.next_video_ms  # the next audio slot when the stream has no video
         self.offset = at - timestamp
         audio_next = self.bridge.next_audio_ms
         # the bridge's silence ran up to here; the publisher's audio takes over after it
@@ -288,7 +291,9 @@ class Splice:
             for type_id, header in sorted(self._new_headers.items(), reverse=True)  # video first
             if header != self._old_headers.get(type_id)
         ]
-        out.append(MediaMessage(flv.VIDEO, at, payload))
+        out.append(MediaMessage(type_id, at, payload))
+        if type_id == flv.AUDIO:
+            self._last_audio = at
         return out
 
 

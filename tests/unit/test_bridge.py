@@ -264,6 +264,25 @@ def test_a_gop_too_long_to_cache_is_bridged_from_its_keyframe(clip, tmp_path):
     one_timeline_that_decodes(recorder, tmp_path)
 
 
+def test_an_audio_only_stream_is_filled_with_silence_and_joined_at_its_first_audio_frame(clip):
+    clock = task.Clock()
+    registry, recorder = started(clock)
+    audio = [t for t in clip if t.kind == "audio"]
+    publish(registry, clock, audio, start=0.0)
+    stream = registry.get(PATH)
+    last = recorder.audio()[-1].timestamp
+    registry.stop(stream)
+    advance(clock, 1.0)
+    assert stream.bridge.why_no_video == "the stream has no video" and stream.bridge.audio_frames >= 40
+    registry.start(PATH, Publisher())
+    publish(registry, clock, audio, start=clock.seconds())
+    assert not stream.bridging
+    out = recorder.audio()
+    frame_ms = 1024 * 1000 / 44100
+    assert all(0 < step <= frame_ms + 1 for step in steps(out)), steps(out)
+    assert out[-1].timestamp >= last + 1000 + audio[-1].timestamp - 50
+
+
 def test_skip_frames_that_run_out_start_over_at_the_last_keyframe(multi_ref_clip, tmp_path):
     """x264 with ref=3: frame_num distances to old references bound a run of skip frames;
     the bridge sends the last keyframe again and goes on from there."""
