@@ -118,10 +118,11 @@ class Options(usage.Options):
          "Bound on media held for one destination while it (re)connects or is slow; past it whole GOPs are "
          "dropped and the destination resumes at a keyframe.", _positive_int],
         ["bridge-grace", None, DEFAULT_BRIDGE_GRACE_S,
-         "Seconds a forwarded stream outlives its publisher: the upstream publish stays open, filled at the "
-         "output rate with the last picture repeated and silence, and a publisher back on the path within it "
-         "is joined on at its first keyframe, the timeline going on. 0: the upstream publish ends with the "
-         "publisher.", _non_negative_float],
+         "Seconds a forwarded stream outlives a publisher whose connection dropped without unpublishing: "
+         "the upstream publish stays open, filled at the output rate with the last picture repeated and "
+         "silence, and a publisher back on the path within it is joined on at its first keyframe, the "
+         "timeline going on. A publisher that unpublishes ends the stream at once. 0: no bridging.",
+         _non_negative_float],
         # -- limits: what one peer may cost (each hit is logged with its reason and counted)
         ["max-message-size", None, DEFAULT_MAX_MESSAGE_SIZE,
          "Largest RTMP message accepted, in bytes (at most 16777215, the 24-bit length field).", _positive_int],

@@ -144,3 +144,17 @@ def test_limit_defaults_are_the_documented_ones():
     assert options["server-config"].limits == ServerLimits()
     assert options["server-config"].connection == ConnectionConfig()
     assert options["http-limits"] == HttpLimits()
+
+
+def test_bridging_is_on_for_forwarded_streams_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from rtmprelay.tap import makeService
+
+    forwarded = makeService(parse("--rtmp", "tcp:0:interface=127.0.0.1", "--forward", "rtmp://up/live/{path}"))
+    assert forwarded.registry.bridge_grace_s == 10.0
+    shorter = makeService(parse("--rtmp", "tcp:0:interface=127.0.0.1", "--forward", "rtmp://up/live/{path}", "--bridge-grace", "3"))
+    assert shorter.registry.bridge_grace_s == 3.0
+    local = makeService(parse("--rtmp", "tcp:0:interface=127.0.0.1", "--bridge-grace", "3"))
+    assert local.registry.bridge_grace_s == 0.0  # nothing upstream to keep going: players and HLS see the end
+    with pytest.raises(usage.UsageError):
+        parse("--forward", "rtmp://up/live/{path}", "--bridge-grace", "-1")
