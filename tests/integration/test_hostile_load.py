@@ -81,7 +81,7 @@ class Sampler(threading.Thread):
 def test_hostile_load_leaves_legitimate_publishers_untouched(
     tmp_path, nginx_rtmp_factory, rtmprelay_factory, ffmpeg_publisher_factory, rtmp_peers
 ):
-    upstream = nginx_rtmp_factory(applications=("live", "live/user1"))
+    upstream = nginx_rtmp_factory(applications=("live",))
     relay = rtmprelay_factory(
         [
             "--no-clean",
@@ -124,7 +124,7 @@ def test_hostile_load_leaves_legitimate_publishers_untouched(
 
     # -- every legitimate frame reached the upstream, and decodes
     for i in range(PUBLISHERS):
-        recording = upstream.wait_recording(f"legit{i}", app="live/user1")
+        recording = upstream.wait_recording(f"user1/legit{i}")  # application live, stream user1/legit{i}
         runs = flv.assert_payload_subsequence(source, recording)
         for kind in ("video", "audio"):
             assert runs[kind].dropped_head == 0 and runs[kind].dropped_tail == 0, runs
