@@ -118,10 +118,10 @@ class Options(usage.Options):
          "Bound on media held for one destination while it (re)connects or is slow; past it whole GOPs are "
          "dropped and the destination resumes at a keyframe.", _positive_int],
         ["bridge-grace", None, DEFAULT_BRIDGE_GRACE_S,
-         "Seconds a forwarded stream outlives a publisher whose connection dropped without unpublishing: "
+         "Seconds a forwarded stream outlives its publisher (a dropped connection or an unpublish): "
          "the upstream publish stays open, filled at the output rate with the last picture repeated and "
          "silence, and a publisher back on the path within it is joined on at its first keyframe, the "
-         "timeline going on. A publisher that unpublishes ends the stream at once. 0: no bridging.",
+         "timeline going on. An unpublish is bridged too (see --end-on-unpublish). 0: no bridging.",
          _non_negative_float],
         # -- limits: what one peer may cost (each hit is logged with its reason and counted)
         ["max-message-size", None, DEFAULT_MAX_MESSAGE_SIZE,
@@ -219,6 +219,10 @@ class Options(usage.Options):
         ["no-hls", None, "Write no HLS, even when not forwarding."],
         ["no-http", None, "Serve no HTTP (no HLS files, health or API)."],
         ["no-clean", None, "Pass streams through as published: no timestamp, frame-rate or keyframe repair."],
+        ["end-on-unpublish", None,
+         "A forwarded stream whose publisher unpublishes (deleteStream, FCUnpublish) ends at once; by default "
+         "it is bridged for --bridge-grace as a dropped connection is, because Android streaming SDKs "
+         "unpublish before they reconnect."],
         ["wallclock-timestamps", None, "Stamp media by arrival time (like ffmpeg's -use_wallclock_as_timestamps)."],
         ["no-cloud-lookup", None,
          "With --cloud: only post the webhooks (hls-ready, stream-ended); publishes are not looked up, "
@@ -492,6 +496,7 @@ def makeService(options: Options) -> service.MultiService:
         clock=reactor,
         # bridging keeps an upstream publish going: only forwarded streams are bridged
         bridge_grace_s=options["bridge-grace"] if options.forwarding else 0.0,
+        bridge_unpublished=not options["end-on-unpublish"],
     )
     cloud = forwarding = announcer = None
     if options["cloud"]:

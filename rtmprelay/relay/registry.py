@@ -6,8 +6,7 @@ to start cleanly (metadata, sequence headers, the frames since the last
 keyframe) so a player starts at a keyframe with the sequence headers first.
 
 A stream may outlive its publisher: with a bridge grace (forwarding), a
-stream whose publisher's connection drops (or goes silent and a new publisher
-takes the path over) without unpublishing is filled by a ``bridge.Bridge`` (the last
+stream whose publisher goes away is filled by a ``bridge.Bridge`` (the last
 picture repeated, silence) for up to that many seconds, every sink seeing one
 continuous stream, and a publisher back on the path within it is joined on at
 its first keyframe (``bridge.Splice``) with a fresh cleaner. Only after the
@@ -414,11 +413,15 @@ class StreamRegistry:
         *,
         clock=None,
         bridge_grace_s: float = 0.0,
+        bridge_unpublished: bool = True,
     ) -> None:
-        """``bridge_grace_s`` > 0 (with a ``clock``): streams outlive their publisher that long, bridged."""
+        """``bridge_grace_s`` > 0 (with a ``clock``): streams outlive their publisher that long, bridged.
+        ``bridge_unpublished``: a publisher that unpublishes is bridged too, not only one whose
+        connection drops (Android SDKs unpublish before they reconnect; see ``stop``)."""
         self.cleaning = cleaning
         self.clock = clock
         self.bridge_grace_s = bridge_grace_s if clock is not None else 0.0
+        self.bridge_unpublished = bridge_unpublished
         self._grace_timers: dict[str, object] = {}
         self._tickers: dict[str, object] = {}
         self._streams: dict[str, LiveStream] = {}
@@ -494,15 +497,20 @@ class StreamRegistry:
     def stop(self, stream: LiveStream, publisher: Publisher | None = None, *, unpublished: bool = False) -> None:
         """The publisher of ``stream`` went away: bridge it for the grace, or end it.
 
-        ``unpublished``: it said it was done (deleteStream, closeStream, FCUnpublish), as
-        ffmpeg does when its input ends or it is interrupted: a stop, not an outage, so
-        the stream ends now. With ``publisher``: only if that is still the stream's
-        publisher (not one a new publisher took the path over from)."""
+        ``unpublished``: it said so (deleteStream, closeStream, FCUnpublish) rather than
+        dropping. That is bridged too unless ``bridge_unpublished`` is off: from the
+        publisher's side an unpublish is not always the end (Android streaming SDKs send
+        one from their reconnect path, ffmpeg on SIGTERM), and a publish that really ended
+        costs only the grace's held picture before the upstream ends it.
+        With ``publisher``: only if that is still the stream's publisher (not one taken over)."""
         if self._streams.get(stream.path) is not stream:
             return
         if publisher is not None and stream.publisher is not publisher:
             return
-        if not self._stopping and not unpublished and self._bridge(stream):
+        if unpublished and not self.bridge_unpublished:
+            self._end(stream)
+            return
+        if not self._stopping and self._bridge(stream):
             return
         self._end(stream)
 

@@ -173,7 +173,7 @@ class RTMPServerProtocol(Protocol):
         for stream_id in list(self._admitting):
             self._drop_admission(stream_id)
         for stream in list(self._published.values()):
-            self.registry.stop(stream, self)
+            self.registry.stop(stream, self, unpublished=True)
         self._published.clear()
         for player in list(self._players.values()):
             self.registry.unsubscribe(player.path, player)
@@ -386,7 +386,7 @@ class RTMPServerProtocol(Protocol):
     def _on_publish_ended(self, event: s.PublishEnded) -> None:
         stream = self._published.pop(event.stream_id, None)
         if stream is not None:
-            self.registry.stop(stream, self, unpublished=True)  # a stop, not an outage: never bridged
+            self.registry.stop(stream, self)
 
     def _on_play_ended(self, event: s.PlayEnded) -> None:
         player = self._players.pop(event.stream_id, None)

@@ -62,7 +62,7 @@ def upstream(nginx_rtmp_factory):
 
 
 def test_a_signed_publish_flows_upstream_and_bad_ones_are_unauthorized(secret_env, rtmprelay_factory, upstream, reference_flv, ffmpeg_publisher_factory):
-    relay = rtmprelay_factory(["--no-clean", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"])
+    relay = rtmprelay_factory(["--bridge-grace", "0", "--no-clean", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"])
     good = sign(relay.url("live/user1/stream1"), "--expires-in", "600")
     tampered_url = sign(relay.url("live/user1/other"), "--expires-in", "600")
     tampered = tampered_url.replace(relay.url("live/user1/other"), relay.url("live/user1/stolen"))  # another path

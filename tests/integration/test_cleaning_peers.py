@@ -40,7 +40,7 @@ def upstream(nginx_rtmp_factory):
 def test_every_fault_comes_out_of_the_relay_clean_for_cloudflare(
     entropy, upstream, rtmprelay_factory, dirty_stream_factory, dirty_publisher_factory
 ):
-    relay = rtmprelay_factory(["--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}", "--profile", "cloudflare"])
+    relay = rtmprelay_factory(["--bridge-grace", "0", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}", "--profile", "cloudflare"])
     streams = {
         name: dirty_stream_factory(
             d.DirtyStreamSpec(**SPEC, entropy=entropy, bframes=2 if name == "bframes" else 0).with_faults(*faults)
@@ -63,7 +63,7 @@ def test_every_fault_comes_out_of_the_relay_clean_for_cloudflare(
 
 
 def test_a_gop_longer_than_the_destination_allows_is_reported(upstream, rtmprelay_factory, dirty_stream_factory, dirty_publisher_factory):
-    relay = rtmprelay_factory(["--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"])
+    relay = rtmprelay_factory(["--bridge-grace", "0", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"])
     stream = dirty_stream_factory(d.DirtyStreamSpec(**{**SPEC, "seconds": 12.0}).with_faults(d.LongGop(seconds=10.8, at_s=0.0)))
     publisher = dirty_publisher_factory(relay.url("live/fleet/long"), stream, speed=2.0)
     publisher.wait()
@@ -74,7 +74,7 @@ def test_a_gop_longer_than_the_destination_allows_is_reported(upstream, rtmprela
 
 
 def test_no_clean_passes_the_dirt_through(upstream, rtmprelay_factory, dirty_stream_factory, dirty_publisher_factory):
-    relay = rtmprelay_factory(["--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}", "--no-clean"])
+    relay = rtmprelay_factory(["--bridge-grace", "0", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}", "--no-clean"])
     stream = dirty_stream_factory(d.DirtyStreamSpec(**SPEC).with_faults(*SCENARIOS["vfr"]))
     publisher = dirty_publisher_factory(relay.url("live/fleet/raw"), stream, speed=2.0)
     publisher.wait()

@@ -85,6 +85,7 @@ def test_hostile_load_leaves_legitimate_publishers_untouched(
     relay = rtmprelay_factory(
         [
             "--no-clean",
+            "--bridge-grace", "0",
             "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}",
             "--handshake-timeout", str(LIMITS["handshake"]),
             "--command-timeout", str(LIMITS["command"]),

@@ -28,7 +28,7 @@ def upstream(nginx_rtmp_factory):
 
 @pytest.fixture
 def forwarding_relay(rtmprelay_factory, upstream):
-    return rtmprelay_factory(["--no-clean", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"])
+    return rtmprelay_factory(["--bridge-grace", "0", "--no-clean", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"])
 
 
 def _read_until_closed(sock, timeout=10.0):
@@ -128,7 +128,7 @@ def test_second_publisher_to_a_live_path_is_refused_and_the_first_goes_on(forwar
 
 
 def test_bad_clients_do_not_disturb_a_live_stream(rtmprelay_factory, upstream, ffmpeg_publisher_factory, reference_flv):
-    relay = rtmprelay_factory(["--no-clean", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}", "--handshake-timeout", "1"])
+    relay = rtmprelay_factory(["--bridge-grace", "0", "--no-clean", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}", "--handshake-timeout", "1"])
     publisher = ffmpeg_publisher_factory(relay.url("live/user1/steady"), seconds=None, source_file=reference_flv)
     garbage = socket.create_connection(("127.0.0.1", relay.port))
     garbage.sendall(b"\x06" + b"\xff" * 2000)  # RTMPE version, then junk
@@ -150,9 +150,9 @@ def test_rtmps_ingest_and_rtmps_upstream(tmp_path, rtmprelay_factory, upstream, 
     """ffmpeg -> RTMPS -> relay A -> RTMPS (verified against a test CA) -> relay B -> nginx."""
     pki = make_test_pki(tmp_path / "pki")
     tls = (str(pki["key"]), str(pki["cert"]))
-    relay_b = rtmprelay_factory(["--no-clean", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"], tls=tls)
+    relay_b = rtmprelay_factory(["--bridge-grace", "0", "--no-clean", "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"], tls=tls)
     relay_a = rtmprelay_factory(
-        ["--no-clean", "--forward", f"rtmps://localhost:{relay_b.port}/live/{{path}}", "--upstream-ca", str(pki["ca"])],
+        ["--bridge-grace", "0", "--no-clean", "--forward", f"rtmps://localhost:{relay_b.port}/live/{{path}}", "--upstream-ca", str(pki["ca"])],
         tls=tls,
     )
     publisher = ffmpeg_publisher_factory(relay_a.url("live/user1/secure"), seconds=None, source_file=reference_flv)
@@ -169,7 +169,7 @@ def test_upstream_with_an_untrusted_certificate_is_refused_and_the_ingest_stays_
 ):
     pki = make_test_pki(tmp_path / "pki")
     relay_b = rtmprelay_factory(["--no-hls"], tls=(str(pki["key"]), str(pki["cert"])))
-    relay_a = rtmprelay_factory(["--forward", f"rtmps://localhost:{relay_b.port}/live/{{path}}"])  # system trust store only
+    relay_a = rtmprelay_factory(["--bridge-grace", "0", "--forward", f"rtmps://localhost:{relay_b.port}/live/{{path}}"])  # system trust store only
     publisher = ffmpeg_publisher_factory(relay_a.url("live/user1/untrusted"), seconds=None, source_file=reference_flv)
     publisher.wait()
     publisher.check()  # the ingest itself went fine
@@ -180,7 +180,7 @@ def test_upstream_with_an_untrusted_certificate_is_refused_and_the_ingest_stays_
 
 
 def test_upstream_that_is_down_leaves_the_ingest_up(rtmprelay_factory, free_port, ffmpeg_publisher_factory, reference_flv):
-    relay = rtmprelay_factory(["--forward", f"rtmp://127.0.0.1:{free_port}/live/{{path}}"])
+    relay = rtmprelay_factory(["--bridge-grace", "0", "--forward", f"rtmp://127.0.0.1:{free_port}/live/{{path}}"])
     url = relay.url("live/user1/lonely")
     publisher = ffmpeg_publisher_factory(url, seconds=None, source_file=reference_flv)
     publisher.wait()

@@ -181,10 +181,19 @@ def test_past_the_grace_the_stream_ends(clip):
     assert registry.takes_publish(PATH)
 
 
-def test_a_publisher_that_unpublishes_ends_the_stream_at_once(clip):
-    """deleteStream (ffmpeg's input ended, or it was interrupted) is a stop, not an outage."""
+def test_an_unpublish_is_bridged_like_a_drop(clip):
+    """Android SDKs unpublish before they reconnect: the upstream must not see two publishes."""
     clock = task.Clock()
     registry, recorder = started(clock)
+    publish(registry, clock, clip[:20], start=0.0)
+    registry.stop(registry.get(PATH), unpublished=True)
+    assert not recorder.ended and registry.get(PATH) is not None and clock.getDelayedCalls()
+
+
+def test_with_end_on_unpublish_an_unpublish_ends_the_stream_at_once(clip):
+    clock = task.Clock()
+    registry, recorder = started(clock)
+    registry.bridge_unpublished = False
     publish(registry, clock, clip[:20], start=0.0)
     registry.stop(registry.get(PATH), unpublished=True)
     assert recorder.ended and registry.get(PATH) is None and clock.getDelayedCalls() == []

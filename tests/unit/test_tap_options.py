@@ -156,5 +156,8 @@ def test_bridging_is_on_for_forwarded_streams_only(tmp_path, monkeypatch):
     assert shorter.registry.bridge_grace_s == 3.0
     local = makeService(parse("--rtmp", "tcp:0:interface=127.0.0.1", "--bridge-grace", "3"))
     assert local.registry.bridge_grace_s == 0.0  # nothing upstream to keep going: players and HLS see the end
+    assert forwarded.registry.bridge_unpublished
+    ending = makeService(parse("--rtmp", "tcp:0:interface=127.0.0.1", "--forward", "rtmp://up/live/{path}", "--end-on-unpublish"))
+    assert not ending.registry.bridge_unpublished
     with pytest.raises(usage.UsageError):
         parse("--forward", "rtmp://up/live/{path}", "--bridge-grace", "-1")
