@@ -45,6 +45,7 @@ from rtmprelay.names import mask_url
 from rtmprelay.relay.client import UpstreamForwarder
 from rtmprelay.relay.meters import KeyframeIntervals
 from rtmprelay.relay.registry import LiveStream, StreamRegistry
+from rtmprelay.relay.upstream import UpstreamState
 
 __all__ = ["FAMILIES", "MAX_ENDED", "RETENTION_S", "MetricsResource", "RelayCollector", "make_metrics_registry"]
 
@@ -126,12 +127,20 @@ FAMILIES: dict[str, Family] = {
     ),
     # -- per stream and destination: forwarding
     "rtmprelay_upstream_state": Family("gauge", "1 for the upstream connection's current state", _UPSTREAM + ("state",)),
-    "rtmprelay_upstream_sent_messages_total": Family("counter", "Media messages sent to the upstream", _UPSTREAM),
+    "rtmprelay_upstream_sent_frames_total": Family(
+        "counter", "Video pictures and audio frames written to the upstream (headers not counted)", _UPSTREAM + ("kind",)
+    ),
+    "rtmprelay_upstream_sent_bytes_total": Family("counter", "RTMP bytes written to the upstream", _UPSTREAM),
     "rtmprelay_upstream_dropped_messages_total": Family(
         "counter", "Media messages dropped for the upstream (it fell behind, or its queue overflowed)", _UPSTREAM
     ),
     "rtmprelay_upstream_reconnects_total": Family("counter", "Times the upstream connection was made again", _UPSTREAM),
-    "rtmprelay_upstream_queue_bytes": Family("gauge", "Bytes queued for the upstream", _UPSTREAM),
+    "rtmprelay_upstream_errors_total": Family(
+        "counter", "Upstream attempts that failed, by kind (tls, refused, timeout, dns, rejected, closed, ...)",
+        _UPSTREAM + ("kind",),
+    ),
+    "rtmprelay_upstream_queue_bytes": Family("gauge", "Media bytes held for the upstream while it is not live", _UPSTREAM),
+    "rtmprelay_upstream_queue_limit_bytes": Family("gauge", "--upstream-queue-bytes: the bound on that queue", _UPSTREAM),
     # -- the process
     "rtmprelay_info": Family("gauge", "The relay's version", ("version",)),
     "rtmprelay_live_streams": Family("gauge", "Streams being published now"),
@@ -176,7 +185,8 @@ _TRANSCODER_COUNTS = (
     ("rtmprelay_stream_hls_encoder_frames_dropped_total", "frames_dropped"),
 )
 #: The states an upstream can be in, as main's forwarder tells them (issue 10 adds more).
-UPSTREAM_STATES = ("connecting", "live")
+#: UpstreamState's values as label values (Prometheus's snake_case: "backing off" -> backing_off).
+UPSTREAM_STATES = tuple(state.value.replace(" ", "_") for state in UpstreamState)
 #: RTMPServerProtocol.state: every one is always exported, so a state with no connection reads 0.
 CONNECTION_STATES = ("handshake", "connected", "admitting", "publishing", "playing", "closing")
 
@@ -243,12 +253,9 @@ def av_drift_samples(path: str, cleaner) -> list[Sample]:
 
 
 def upstream_samples(stream: LiveStream) -> list[Sample]:
-    """Each forwarder attached to the stream: state, messages sent and dropped (destination masked).
-
-    Main's ``UpstreamForwarder`` knows only connecting and live; one that gave
-    up detaches from the stream and is no longer listed. PENDING (issue 10):
-    its richer state (backing off, bridging), ``rtmprelay_upstream_reconnects_total``
-    and ``rtmprelay_upstream_queue_bytes`` are read here when the forwarder exposes them."""
+    """Each destination of the stream, from ``UpstreamForwarder.status()`` (the value
+    ``/api/streams`` shows): state, frames and bytes sent, drops, reconnects, failures by
+    kind, queue fill. The destination label is the URL with its key masked."""
     samples: list[Sample] = []
     seen: dict[str, int] = {}
     for sink in stream.sinks:
@@ -259,10 +266,17 @@ def upstream_samples(stream: LiveStream) -> list[Sample]:
         if seen[destination] > 1:  # two keys that mask alike must still be two series
             destination = f"{destination} #{seen[destination]}"
         labels = (stream.path, destination)
-        current = "live" if sink.publishing else "connecting"
+        status = sink.status()
+        current = status.state.value.replace(" ", "_")
         samples += [("rtmprelay_upstream_state", (*labels, state), 1.0 if state == current else 0.0) for state in UPSTREAM_STATES]
-        samples.append(("rtmprelay_upstream_sent_messages_total", labels, sink.sent_messages))
-        samples.append(("rtmprelay_upstream_dropped_messages_total", labels, sink.dropped))
+        samples.append(("rtmprelay_upstream_sent_frames_total", (*labels, "video"), status.frames_sent))
+        samples.append(("rtmprelay_upstream_sent_frames_total", (*labels, "audio"), status.audio_frames_sent))
+        samples.append(("rtmprelay_upstream_sent_bytes_total", labels, status.bytes_sent))
+        samples.append(("rtmprelay_upstream_dropped_messages_total", labels, status.dropped))
+        samples.append(("rtmprelay_upstream_reconnects_total", labels, max(status.attempts - 1, 0)))
+        samples += [("rtmprelay_upstream_errors_total", (*labels, kind), count) for kind, count in status.errors]
+        samples.append(("rtmprelay_upstream_queue_bytes", labels, status.queue_bytes))
+        samples.append(("rtmprelay_upstream_queue_limit_bytes", labels, status.queue_limit))
     return samples
 
 

@@ -89,7 +89,7 @@ def test_a_forwarded_stream_shows_its_upstream_with_the_key_masked(rtmprelay_fac
 
     def forwarding():
         scrape = Scrape(relay)
-        return scrape if (scrape.value("rtmprelay_upstream_sent_messages_total", **labels) or 0) > 30 else None
+        return scrape if (scrape.value("rtmprelay_upstream_sent_frames_total", kind="video", **labels) or 0) > 30 else None
 
     scrape = wait_for(forwarding, timeout=30)
     assert scrape, Scrape(relay).text

@@ -149,7 +149,10 @@
           const details = Object.entries(u)
             .filter(([key, value]) => !["state", "destination", "url"].includes(key) && value !== null && typeof value !== "object")
             .map(([key, value]) => `${words(key)}: ${value}`);
+          if (u.queue && isNumber(u.queue.fill) && u.queue.fill > 0) details.push(`queue ${Math.round(u.queue.fill * 100)} % full`);
           if (details.length) wrap.append(el("div", "dim", details.join(" · ")));
+          // the last failure, in the relay's words (which certificate, which application, ...)
+          if (u.last_error && u.last_error.message) wrap.append(el("div", "bad", `last error: ${u.last_error.message}`));
           return wrap;
         }),
       ),
