@@ -174,23 +174,30 @@ def test_sigterm_ends_every_upstream_publish_cleanly_and_exits_0(
     publisher.stop()
 
 
-def test_the_publisher_killed_and_back_inside_the_grace_is_one_upstream_publish(
-    tmp_path, nginx_rtmp_factory, rtmprelay_factory, ffmpeg_publisher_factory, long_flv
+@pytest.mark.parametrize(
+    ("going", "hls_mode"),
+    [("kill", "copy"), ("stop", "transcode")],
+    ids=["dropped-hls-copy", "unpublished-hls-transcode"],
+)
+def test_the_publisher_gone_and_back_inside_the_grace_is_one_upstream_publish(
+    tmp_path, nginx_rtmp_factory, rtmprelay_factory, ffmpeg_publisher_factory, long_flv, going, hls_mode
 ):
-    """ffmpeg SIGKILLed 2.5 s in, a new ffmpeg on the same path 2 s later: nginx sees one
-    publish, one recording whose timeline goes on through the gap (filled with the last
-    picture repeated) and decodes without a warning; the relay's HLS has no discontinuity."""
+    """ffmpeg gone 2.5 s in (SIGKILLed: the connection drops; or stopped: it unpublishes,
+    as Android SDKs do before they reconnect), a new ffmpeg on the same path 2 s later:
+    nginx sees one publish, one recording whose timeline goes on through the gap (filled
+    with the last picture repeated) and decodes without a warning; the relay's HLS, copied
+    or transcoded, has no discontinuity."""
     upstream = nginx_rtmp_factory()
     hls = tmp_path / "hls"
     relay = rtmprelay_factory(
-        ["--bridge-grace", "4", "--hls", str(hls), "--hls-mode", "copy", "--hls-segment", "1",
+        ["--bridge-grace", "4", "--hls", str(hls), "--hls-mode", hls_mode, "--hls-segment", "1",
          "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"]
     )  # fmt: skip
     url = relay.url("live/user1/flaky")
     first = ffmpeg_publisher_factory(url, seconds=6, source_file=long_flv)
     wait_for(lambda: "forwarding live/user1/flaky" in relay.log_text, "the relay to forward")
     time.sleep(2.5)
-    first.kill()  # the glasses' Wi-Fi drops: no unpublish, the connection just goes
+    getattr(first, going)()
     wait_for(lambda: "bridged for up to 4 s" in relay.log_text, "the bridge")
     time.sleep(2.0)
     (state,) = upstreams_of(relay, "live/user1/flaky")
