@@ -176,6 +176,9 @@ class Options(usage.Options):
          f"{' or '.join(CONTAINERS)}: MPEG-TS segments, or fMP4 (CMAF) segments with a DASH manifest "
          "(manifest.mpd) beside the playlist."],
         ["hls-segment", None, 2.0, "Target HLS segment length in seconds.", _positive_float],
+        ["hls-part", None, 0.2,
+         "With --hls-segment-type fmp4: Low-Latency HLS part target in seconds (parts, preload hints, "
+         "blocking playlist reloads); 0 writes whole segments only.", _non_negative_float],
         ["hls-window", None, 5, "Segments listed in each playlist; older ones are deleted.", _positive_int],
         ["hls-cleanup", None, "60",
          "Seconds after unpublish before a stream's HLS files are removed; 'never' keeps them. "
@@ -436,6 +439,7 @@ class Options(usage.Options):
             mode=self["hls-mode"],
             container=self["hls-segment-type"],
             segment_s=self["hls-segment"],
+            part_s=self["hls-part"] or None,
             window=self["hls-window"],
             transcode=transcode,
             queue_frames=self["hls-queue-frames"],

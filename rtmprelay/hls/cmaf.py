@@ -13,7 +13,9 @@ workaround, while here every decode time is a number we chose. The layout kept:
   audio is ``mp4a`` with ``esds`` carrying the AudioSpecificConfig.
 - Media segment: ``styp`` (``msdh``, compatible ``msdh cmfs``), then one
   ``moof`` (``mfhd``, ``traf`` with ``tfhd`` default-base-is-moof, ``tfdt``
-  version 1, one ``trun`` version 1) and its ``mdat``.
+  version 1, one ``trun`` version 1) and its ``mdat``; or, with LL-HLS parts,
+  ``styp`` and one ``moof`` + ``mdat`` fragment a part (a CMAF chunk each,
+  ``fragment``), the part files being those fragments alone.
 - ``tfdt`` is the decode time of the segment's first sample; each sample's
   duration is the step to the next decode time, so consecutive segments of a
   track join exactly (the caller gives the last sample's duration).
@@ -48,8 +50,10 @@ from rtmprelay.media.avcc import (
 __all__ = [
     "VIDEO_TIMESCALE",
     "Sample",
+    "SEGMENT_TYPE",
     "annexb_to_sample",
     "audio_init_segment",
+    "fragment",
     "media_segment",
     "video_init_segment",
 ]
@@ -217,6 +221,12 @@ def audio_init_segment(audio: AudioFormat) -> bytes:
 
 def media_segment(sequence_number: int, base_decode_time: int, samples: Sequence[Sample], *, video: bool) -> bytes:
     """``styp`` + ``moof`` + ``mdat`` for consecutive samples of the one track."""
+    return SEGMENT_TYPE + fragment(sequence_number, base_decode_time, samples, video=video)
+
+
+def fragment(sequence_number: int, base_decode_time: int, samples: Sequence[Sample], *, video: bool) -> bytes:
+    """``moof`` + ``mdat`` for consecutive samples of the one track (a CMAF chunk);
+    ``sequence_number`` grows by one a fragment within the track."""
     if not samples:
         raise ValueError("a media segment needs at least one sample")
     if video:
@@ -240,7 +250,11 @@ def media_segment(sequence_number: int, base_decode_time: int, samples: Sequence
     # data_offset counts from the start of moof (default-base-is-moof) to the first sample
     size = len(moof(0))
     mdat = _box(b"mdat", *(s.data for s in samples))
-    return _ftyp(b"styp", b"msdh", (b"msdh", b"cmfs")) + moof(size + 8) + mdat
+    return moof(size + 8) + mdat
+
+
+#: What a media segment begins with.
+SEGMENT_TYPE = _ftyp(b"styp", b"msdh", (b"msdh", b"cmfs"))
 
 
 def annexb_to_sample(data: bytes) -> bytes:

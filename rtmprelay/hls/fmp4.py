@@ -39,6 +39,29 @@ Timing rules kept:
   init changed).
 - After ``finish()`` the MPD is static: the first listed segment is time 0
   and ``mediaPresentationDuration`` runs to the end of the last one.
+
+Low-Latency HLS (``part_target_s`` given): each track's segment is written
+as parts, ``<kind>_<n>.<k>.m4s``, one ``moof`` + ``mdat`` each, listed in the
+media playlist as they are written (``MediaPlaylist.add_part``); the segment
+file is ``styp`` and its parts' bytes, written when its last part is, so a
+plain HLS client reads the same samples from the same playlist.
+
+- A video part ends at a decode time at most ``part_target_s`` after it
+  began: it is cut before a frame that the last frame step says would take it
+  past the target (or, when the steps vary, before the frame that did). So a
+  part is written one frame after its last frame arrives; the first part of a
+  segment begins with its keyframe and is ``INDEPENDENT=YES``.
+- Audio parts hold the most whole AAC frames that fit the part target (8 at
+  44.1 kHz: 186 ms), from frames that start before the open segment's latest
+  picture, so none belongs to the segment after the cut. The frames of a
+  segment still unwritten when video cuts it go out with its audio as before,
+  as parts of at most that many frames.
+- Video segments are listed at the cut, audio segments once their audio is in;
+  each playlist is rewritten with every part of its track, with a preload hint
+  naming the next part and a rendition report of the other track. The master
+  playlist is written once both tracks have listed something.
+- ``on_playlist(name, position)`` is told of every media playlist written (its
+  file name and ``MediaPlaylist.position()``), for blocking reloads.
 """
 
 from __future__ import annotations
@@ -54,7 +77,7 @@ import attrs
 from rtmprelay.hls import cmaf, dash
 from rtmprelay.hls._files import remove_quietly, replace_atomically
 from rtmprelay.hls.packets import AudioFormat, VideoFormat
-from rtmprelay.hls.playlist import MediaPlaylist, Rendition, Variant, render_master
+from rtmprelay.hls.playlist import MediaPlaylist, Position, Rendition, RenditionReport, Variant, render_master
 
 __all__ = ["CmafOutput"]
 
@@ -103,11 +126,16 @@ class _Listed:
 class _Track:
     """One CMAF track's files, playlist and DASH timeline."""
 
-    def __init__(self, kind: str, window: int) -> None:
+    def __init__(self, kind: str, window: int, part_target_s: Fraction | None = None) -> None:
         self.kind = kind
-        self.playlist = MediaPlaylist(window, version=7, independent_segments=True)
+        part_target = None if part_target_s is None else float(part_target_s)
+        self.playlist = MediaPlaylist(window, version=7, independent_segments=True, part_target_s=part_target)
         self.playlist_name = f"{kind}.m3u8"
         self.number = 0
+        self.fragments = 0  # moof sequence numbers used (LL-HLS: one a part)
+        self.parts: list[bytes] = []  # the open segment's parts (LL-HLS)
+        self.part_start: int | None = None  # decode time of the open segment's first part
+        self.part_end = 0  # decode time where its last part ends
         self.listed: deque[_Listed] = deque()
         self.inits: list[str] = []  # on disk, oldest first; the last is current
         self.init_bytes: bytes | None = None
@@ -128,6 +156,19 @@ class _Track:
             self.init_bytes = data
         return self.inits[-1]
 
+    def part_name(self, index: int | None = None) -> str:
+        """The open segment's part ``index`` (default: the next one to be written)."""
+        return f"{self.kind}_{self.number}.{len(self.parts) if index is None else index}.m4s"
+
+    def report(self) -> RenditionReport | None:
+        """This track's last segment and part, for the other track's playlist."""
+        position = self.playlist.position()
+        if position.part is not None:
+            return RenditionReport(self.playlist_name, *position.part)
+        if position.segment >= 0:
+            return RenditionReport(self.playlist_name, position.segment)
+        return None
+
     def add(self, listed: _Listed, duration_s: Fraction, size: int, init: str, out_dir: Path, written: set[str]) -> None:
         self.listed.append(listed)
         self.number += 1
@@ -135,6 +176,10 @@ class _Track:
             self.peak_bps = max(self.peak_bps, _ceil(size * 8 / duration_s))
         removed = self.playlist.add_segment(listed.uri, float(duration_s), self.discontinuity, init)
         self.discontinuity = False
+        self.parts = []
+        self.part_start = None
+        if self.playlist.part_target_s is not None:
+            self.playlist.preload_hint = self.part_name(0)
         while len(self.listed) > len(self.playlist.segments):
             self.listed.popleft()  # out of the window (and of the MPD), maybe still on disk
         for name in removed:
@@ -161,14 +206,22 @@ class CmafOutput:
         target_duration_s: Fraction,
         on_listed: Callable[[int, tuple[str, ...], Fraction, bool], None],
         clock: Callable[[], float] = time.time,
+        *,
+        part_target_s: Fraction | None = None,
+        on_playlist: Callable[[str, Position], None] | None = None,
     ) -> None:
         self.out_dir = out_dir
         self.on_listed = on_listed
+        self.on_playlist = on_playlist
         self.window = window
         self.target = target_duration_s
         self.clock = clock
-        self.video_track = _Track("video", window)
-        self.audio_track = _Track("audio", window)
+        self.part_target = part_target_s
+        self._part_ticks = None if part_target_s is None else _ticks(part_target_s, cmaf.VIDEO_TIMESCALE)
+        self._master_written = False
+        self._video_high: Fraction | None = None  # latest picture of the open segment (pts)
+        self.video_track = _Track("video", window, part_target_s)
+        self.audio_track = _Track("audio", window, part_target_s)
         self._periods: deque[_Period] = deque()
         self._availability_start: Fraction | None = None
         self._finished = False
@@ -179,6 +232,7 @@ class CmafOutput:
         self._audio_floor = Fraction(0)
         self._audio_next: int | None = None  # expected decode time of the next audio frame
         self._audio_arrived = 0  # audio frames since the open segment began
+        self._video_size = 0  # bytes of the last video segment listed
         # HLS variant bit rates
         self._peak_bps = 0
         self._total_bits = 0
@@ -231,10 +285,21 @@ class CmafOutput:
 
     def video(self, data: bytes, dts: Fraction, pts: Fraction, key: bool) -> None:
         sample = cmaf.annexb_to_sample(data)
-        self._video.append((_ticks(dts, cmaf.VIDEO_TIMESCALE), _ticks(pts, cmaf.VIDEO_TIMESCALE), key, sample))
+        decode = _ticks(dts, cmaf.VIDEO_TIMESCALE)
+        frames = self._video
+        if self._part_ticks is not None and frames:
+            span = decode - frames[0][0]
+            if span > self._part_ticks:
+                # the steps varied: the last frame would already take the part past its target
+                self._video_part(max(1, len(frames) - 1))
+            elif span + (decode - frames[-1][0]) > self._part_ticks:
+                self._video_part(len(frames), decode)  # this frame would
+        self._video.append((decode, _ticks(pts, cmaf.VIDEO_TIMESCALE), key, sample))
+        self._video_high = pts if self._video_high is None else max(self._video_high, pts)
         closing = self._closing
         if closing is not None and dts > closing.end + _AUDIO_WAIT_S:
             self._complete()  # the audio stalled: the segment goes out with what it has
+        self._audio_parts()
 
     def audio(self, data: bytes, dts: Fraction, pts: Fraction) -> None:
         if self._periods and self._periods[-1].audio is not None and pts >= self._audio_floor:
@@ -242,6 +307,58 @@ class CmafOutput:
             self._audio_arrived += 1
             if self._closing is not None and pts >= self._closing.end:
                 self._complete()
+            self._audio_parts()
+
+    # --- LL-HLS parts
+
+    def _video_part(self, count: int, next_decode: int | None = None) -> None:
+        """Write the open segment's first ``count`` frames as a part; it ends at
+        the next frame's decode time (``next_decode`` when that frame is not held yet)."""
+        frames, self._video = self._video[:count], self._video[count:]
+        end = self._video[0][0] if self._video else next_decode
+        ends = [f[0] for f in frames[1:]] + [end]
+        samples = [
+            cmaf.Sample(data, max(1, next_dts - dts), pts - dts, key)
+            for (dts, pts, key, data), next_dts in zip(frames, ends)
+        ]
+        period = self._periods[-1]
+        self._write_part(self.video_track, frames[0][0], end, cmaf.VIDEO_TIMESCALE, samples, period.video_init, frames[0][2])
+
+    def _audio_parts(self) -> None:
+        """Audio parts of the open segment, of as many whole frames as fit the part target."""
+        if self.part_target is None or self._closing is not None or not self._periods or self._video_high is None:
+            return
+        period = self._periods[-1]
+        if period.audio is None:
+            return
+        per_part = self._audio_per_part(period.audio)
+        while len(self._audio) >= per_part and self._audio[per_part - 1][0] < self._video_high:
+            self._audio_part(period, [self._audio.popleft() for _ in range(per_part)])
+
+    def _audio_per_part(self, audio: AudioFormat) -> int:
+        return max(1, int(self.part_target * audio.sample_rate // audio.frame_samples))
+
+    def _audio_part(self, period: _Period, taken: list[tuple[Fraction, bytes]]) -> None:
+        samples, first, end = self._audio_samples(period.audio, taken)
+        self._write_part(self.audio_track, first, end, period.audio.sample_rate, samples, period.audio_init, True)
+
+    def _write_part(
+        self, track: _Track, start: int, end: int, timescale: int, samples: list[cmaf.Sample], init: str, independent: bool
+    ) -> None:
+        track.fragments += 1
+        data = cmaf.fragment(track.fragments, start, samples, video=track.kind == "video")
+        name = track.part_name()
+        replace_atomically(self.out_dir / name, data)
+        self._written.add(name)
+        if track.part_start is None:
+            track.part_start = start
+        track.part_end = end
+        track.playlist.add_part(
+            name, (end - start) / timescale, independent, discontinuity=track.discontinuity, map_uri=init
+        )
+        track.parts.append(data)
+        track.playlist.preload_hint = track.part_name()
+        self._write_playlist(track)
 
     def end(self, start: Fraction, end: Fraction, decode_end: Fraction, discontinuity: bool, final: bool) -> None:
         """Close the open segment; it is written and listed once its audio is in.
@@ -254,45 +371,64 @@ class CmafOutput:
         """
         if self._closing is not None:
             self._complete()
+        self._video_high = None
+        period = self._periods[-1] if self._periods else None
+        decode_ticks = _ticks(decode_end, cmaf.VIDEO_TIMESCALE)
+        if self.part_target is not None and self._video:
+            self._video_part(len(self._video), decode_ticks)
         frames, self._video = self._video, []
-        if not frames:
+        if not frames and not self.video_track.parts:
             self._audio.clear()
             return
-        period = self._periods[-1]
-        decode_ticks = _ticks(decode_end, cmaf.VIDEO_TIMESCALE)
         self._closing = _Closing(start, end, decode_ticks, frames, period, discontinuity, final)
+        if self.part_target is not None:
+            self._list_video(self._closing)
         # no audio during the whole segment: it is not flowing, don't wait for it
         silent = self._audio_arrived == 0
         self._audio_arrived = 0
         if final or silent or period.audio is None or (self._audio and self._audio[-1][0] >= end):
             self._complete()
 
-    def _complete(self) -> None:
-        closing, self._closing = self._closing, None
+    def _list_video(self, closing: _Closing) -> tuple[int, str]:
+        """Write and list the closed segment's video: (bytes, file name)."""
         period, start, end, frames = closing.period, closing.start, closing.end, closing.frames
-        files = []
-        # video: each sample lasts until the next decode time
-        ends = [f[0] for f in frames[1:]] + [closing.decode_end]
-        samples = [
-            cmaf.Sample(data, max(1, next_dts - dts), pts - dts, key)
-            for (dts, pts, key, data), next_dts in zip(frames, ends)
-        ]
         track = self.video_track
+        number = track.number
+        if self.part_target is not None:
+            size = self._write_parts_as_segment(track)
+        else:
+            # each sample lasts until the next decode time
+            ends = [f[0] for f in frames[1:]] + [closing.decode_end]
+            samples = [
+                cmaf.Sample(data, max(1, next_dts - dts), pts - dts, key)
+                for (dts, pts, key, data), next_dts in zip(frames, ends)
+            ]
+            size = self._write_segment(track, number, frames[0][0], samples, video=True)
         t = _ticks(start, cmaf.VIDEO_TIMESCALE)
         d = _ticks(end, cmaf.VIDEO_TIMESCALE) - t
-        number = track.number
-        video_size = self._write_segment(track, number, frames[0][0], samples, video=True)
-        files.append(f"video_{number}.m4s")
-        duration_s = end - start
-        listed = _Listed(number, files[0], t, d, period)
-        track.add(listed, duration_s, video_size, period.video_init, self.out_dir, self._written)
+        name = f"video_{number}.m4s"
+        track.add(_Listed(number, name, t, d, period), end - start, size, period.video_init, self.out_dir, self._written)
+        self._video_size = size
+        if self.part_target is not None:
+            self._write_playlist(track)
+        return size, name
+
+    def _complete(self) -> None:
+        closing, self._closing = self._closing, None
+        period, end = closing.period, closing.end
+        number = self.video_track.number - (1 if self.part_target is not None else 0)
+        if self.part_target is None:
+            self._list_video(closing)
+        video_size = self._video_size
+        files = [f"video_{number}.m4s"]
+        duration_s = end - closing.start
         # audio: the frames that start before the cut (all of them when the stream stops)
         audio_size = 0
         if period.audio is not None:
             taken = []
             while self._audio and (self._audio[0][0] < end or closing.final):
                 taken.append(self._audio.popleft())
-            if taken:
+            if taken or self.audio_track.parts:
                 audio_size, name = self._end_audio(period, taken)
                 files.append(name)
         self._total_bits += (video_size + audio_size) * 8
@@ -301,9 +437,12 @@ class CmafOutput:
             self._peak_bps = max(self._peak_bps, _ceil((video_size + audio_size) * 8 / duration_s))
         self._write_indexes()
         self.on_listed(number, tuple(files), duration_s, closing.discontinuity)
+        self._audio_parts()  # what waited for this segment's end
 
-    def _end_audio(self, period: _Period, taken: list[tuple[Fraction, bytes]]) -> tuple[int, str]:
-        audio = period.audio
+    def _audio_samples(
+        self, audio: AudioFormat, taken: list[tuple[Fraction, bytes]]
+    ) -> tuple[list[cmaf.Sample], int, int]:
+        """Samples of consecutive AAC frames: (samples, first decode time, end), sample-rate ticks."""
         rate, nominal = audio.sample_rate, audio.frame_samples
         decode_times = []
         for pts, _ in taken:
@@ -314,13 +453,24 @@ class CmafOutput:
             self._audio_next = decode + nominal
         ends = decode_times[1:] + [decode_times[-1] + nominal]
         samples = [cmaf.Sample(data, end - begin) for (_, data), begin, end in zip(taken, decode_times, ends)]
+        return samples, decode_times[0], ends[-1]
+
+    def _end_audio(self, period: _Period, taken: list[tuple[Fraction, bytes]]) -> tuple[int, str]:
+        rate = period.audio.sample_rate
         track = self.audio_track
         number = track.number
         name = f"audio_{number}.m4s"
-        size = self._write_segment(track, number, decode_times[0], samples, video=False)
-        d = ends[-1] - decode_times[0]
-        listed = _Listed(number, name, decode_times[0], d, period)
-        track.add(listed, Fraction(d, rate), size, period.audio_init, self.out_dir, self._written)
+        if self.part_target is not None:
+            per_part = self._audio_per_part(period.audio)
+            for first in range(0, len(taken), per_part):
+                self._audio_part(period, taken[first : first + per_part])
+            first_decode, end = track.part_start, track.part_end
+            size = self._write_parts_as_segment(track)
+        else:
+            samples, first_decode, end = self._audio_samples(period.audio, taken)
+            size = self._write_segment(track, number, first_decode, samples, video=False)
+        listed = _Listed(number, name, first_decode, end - first_decode, period)
+        track.add(listed, Fraction(end - first_decode, rate), size, period.audio_init, self.out_dir, self._written)
         return size, name
 
     def _write_segment(self, track: _Track, number: int, base: int, samples: list[cmaf.Sample], *, video: bool) -> int:
@@ -330,15 +480,39 @@ class CmafOutput:
         self._written.add(name)
         return len(data)
 
+    def _write_parts_as_segment(self, track: _Track) -> int:
+        """The open segment's parts, behind ``styp``, as the whole segment's file."""
+        data = cmaf.SEGMENT_TYPE + b"".join(track.parts)
+        name = f"{track.kind}_{track.number}.m4s"
+        replace_atomically(self.out_dir / name, data)
+        self._written.add(name)
+        return len(data)
+
     def abort(self) -> None:
         """Drop the open segment (a segment already closed still goes out)."""
         self._video = []
+        self._video_high = None
+        track = self.video_track
+        if track.parts:
+            for name in track.playlist.drop_open_parts():
+                remove_quietly(self.out_dir / name)
+                self._written.discard(name)
+            track.parts = []
+            track.part_start = None
+            track.playlist.preload_hint = track.part_name(0)
+            self._write_playlist(track)
 
     # --- life cycle
 
     def finish(self) -> None:
         if self._closing is not None:
             self._complete()
+        for track in (self.video_track, self.audio_track):
+            if track.parts:  # audio left without a segment to join (a stream that stopped in its first part)
+                for name in track.playlist.drop_open_parts():
+                    remove_quietly(self.out_dir / name)
+                    self._written.discard(name)
+                track.parts = []
         self._finished = True
         self.video_track.playlist.end()
         self.audio_track.playlist.end()
@@ -362,16 +536,34 @@ class CmafOutput:
     def _write_indexes(self) -> None:
         if not self.video_track.listed:
             return  # nothing a player could fetch yet
-        tracks = [self.video_track]
-        if self.audio_track.inits:
-            tracks.append(self.audio_track)
-        for track in tracks:
-            replace_atomically(self.out_dir / track.playlist_name, track.playlist.render().encode())
-            self._written.add(track.playlist_name)
-        replace_atomically(self.playlist_path, self._master().encode())
-        self._written.add(MASTER_NAME)
+        for track in self._tracks():
+            self._write_playlist(track, master=False)
+        self._write_master()
         replace_atomically(self.manifest_path, dash.render_mpd(self._manifest()).encode())
         self._written.add(MANIFEST_NAME)
+
+    def _tracks(self) -> list[_Track]:
+        return [self.video_track, self.audio_track] if self.audio_track.inits else [self.video_track]
+
+    def _write_playlist(self, track: _Track, *, master: bool = True) -> None:
+        """One media playlist (with the other track's rendition report), then the
+        master if it is due: LL-HLS lists parts before the first whole segment."""
+        if self.part_target is not None:
+            others = [t.report() for t in self._tracks() if t is not track]
+            track.playlist.rendition_reports = tuple(r for r in others if r is not None)
+        replace_atomically(self.out_dir / track.playlist_name, track.playlist.render().encode())
+        self._written.add(track.playlist_name)
+        if self.on_playlist is not None:
+            self.on_playlist(track.playlist_name, track.playlist.position())
+        if master and not self._master_written:
+            # once every track has something to fetch: a player opens them all at once
+            if all(t.playlist.position().part is not None or t.listed for t in self._tracks()):
+                self._write_master()
+
+    def _write_master(self) -> None:
+        replace_atomically(self.playlist_path, self._master().encode())
+        self._written.add(MASTER_NAME)
+        self._master_written = True
 
     def _master(self) -> str:
         period = self._periods[-1]

@@ -14,6 +14,12 @@ path an HLS pipeline on its own worker thread, writing under
   ``add_listener`` hears ``hls_ready(path, playlist, manifest)`` on the
   reactor thread (paths relative to ``hls_dir``; ``manifest`` is the DASH
   manifest or None): the cloud's hls-ready webhook hangs there.
+- With LL-HLS (fmp4 and ``part_s``), every media playlist the worker writes
+  is announced on the reactor thread to the watchers added with
+  ``add_playlist_watcher``: ``playlist_written(file, position)`` (the file's
+  absolute path, ``rtmprelay.hls.playlist.Position``), and
+  ``folder_removed(folder)`` when a stream's files go. Blocking playlist
+  reloads (``rtmprelay.web.hls``) wait on these.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from twisted.python.failure import Failure
 
 from rtmprelay.errors import ConfigError, MediaError, ParseError
 from rtmprelay.hls.pipeline import TranscodePipeline
+from rtmprelay.hls.playlist import Position
 from rtmprelay.hls.segmenter import FlvSegmenter, Segmenter, SegmentSettings
 from rtmprelay.hls.transcode import TranscodeSettings
 from rtmprelay.hls.worker import DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, StreamWorker
@@ -53,6 +60,8 @@ class HlsSettings:
     mode: str = attrs.field(default="transcode", validator=_mode)
     container: str = "mpegts"
     segment_s: float = 2.0
+    #: LL-HLS part target (seconds) when the container is fmp4; None: whole segments only.
+    part_s: float | None = 0.2
     window: int = 5
     transcode: TranscodeSettings = TranscodeSettings()
     queue_frames: int = DEFAULT_QUEUE_FRAMES
@@ -64,7 +73,16 @@ class HlsSettings:
         self.segment_settings()  # the segmenter's own checks of container, length and window
 
     def segment_settings(self) -> SegmentSettings:
-        return SegmentSettings(container=self.container, target_duration_s=self.segment_s, window=self.window)
+        return SegmentSettings(
+            container=self.container,
+            target_duration_s=self.segment_s,
+            window=self.window,
+            part_target_s=self.part_s if self.container == "fmp4" else None,
+        )
+
+    @property
+    def low_latency(self) -> bool:
+        return self.segment_settings().part_target_s is not None
 
 
 #: What a segmenter writes; only these are removed from a folder an earlier run left behind.
@@ -92,16 +110,18 @@ class _PathOutput:
         self.owner = owner
         self.path = path
         self.folder = folder
+        self._resolved = folder.resolve()  # how the web server names the files
         settings = owner.settings
         segment_settings = settings.segment_settings()
         stale = _remove_stale_files(folder)
         if stale:
             self.log.info("HLS for {path}: removed {count} files an earlier run left in {folder}", path=path, count=stale, folder=str(folder))
+        on_playlist = self._playlist_written if segment_settings.part_target_s is not None else None
         if settings.mode == "copy":
-            self.pipeline = FlvSegmenter(folder, segment_settings, on_segment=self._segment_closed)
+            self.pipeline = FlvSegmenter(folder, segment_settings, on_segment=self._segment_closed, on_playlist=on_playlist)
             self.segmenter = self.pipeline
         else:
-            self.segmenter = Segmenter(folder, segment_settings, on_segment=self._segment_closed)
+            self.segmenter = Segmenter(folder, segment_settings, on_segment=self._segment_closed, on_playlist=on_playlist)
             self.pipeline = TranscodePipeline(self.segmenter, settings.transcode)
         self.worker = StreamWorker(
             self.pipeline,
@@ -145,6 +165,9 @@ class _PathOutput:
 
     def _segment_closed(self, info) -> None:
         self.owner.clock.callFromThread(self._segment_listed, self._worker_generation)
+
+    def _playlist_written(self, name: str, position: Position) -> None:
+        self.owner.clock.callFromThread(self.owner.playlist_written, self._resolved / name, position)
 
     def _media_error(self, error: MediaError) -> None:
         self.owner.clock.callFromThread(self._log_media_error, error)
@@ -218,10 +241,20 @@ class HlsOutput(service.Service):
         self.clock = clock
         self._by_path: dict[str, _PathOutput] = {}
         self._listeners: list = []
+        self._playlist_watchers: list = []
 
     def add_listener(self, listener) -> None:
         """``listener.hls_ready(path, playlist, manifest)`` once per publish."""
         self._listeners.append(listener)
+
+    def add_playlist_watcher(self, watcher) -> None:
+        """``watcher.playlist_written(file, position)`` for every LL-HLS media playlist
+        written, ``watcher.folder_removed(folder)`` when a stream's files are removed."""
+        self._playlist_watchers.append(watcher)
+
+    def playlist_written(self, file: Path, position: Position) -> None:
+        for watcher in list(self._playlist_watchers):
+            watcher.playlist_written(file, position)
 
     def folder_for(self, path: str) -> Path:
         """The stream's folder: its validated path below the app, checked to stay under ``hls_dir``."""
@@ -297,6 +330,8 @@ class HlsOutput(service.Service):
         if remove_files:
             output.worker.call(output.pipeline.remove_files)
             self.log.info("HLS files of {path} removed", path=path)
+            for watcher in list(self._playlist_watchers):
+                watcher.folder_removed(output.folder.resolve())
         output.worker.stop()
 
     # -- service -----------------------------------------------------------------

@@ -53,7 +53,7 @@ import attrs
 from rtmprelay.errors import ConfigError, MediaError
 from rtmprelay.hls.fmp4 import CmafOutput
 from rtmprelay.hls.packets import AUDIO, VIDEO, AudioFormat, EncodedPacket, VideoFormat, avc_codec_string
-from rtmprelay.hls.playlist import MediaPlaylist
+from rtmprelay.hls.playlist import MediaPlaylist, Position
 from rtmprelay.hls.ts import TsOutput
 from rtmprelay.media import flv
 from rtmprelay.media.avc import parse_sps
@@ -78,11 +78,23 @@ def _positive(instance, attribute, value) -> None:
         raise ConfigError(f"{attribute.name} must be positive, not {value!r}")
 
 
+def _part_target(instance, attribute, value) -> None:
+    if value is None:
+        return
+    _positive(instance, attribute, value)
+    if instance.container != "fmp4":
+        raise ConfigError("LL-HLS parts need the fmp4 container")
+    if value > instance.target_duration_s:
+        raise ConfigError(f"part target {value!r} s is longer than the segment target {instance.target_duration_s!r} s")
+
+
 @attrs.frozen
 class SegmentSettings:
     container: str = attrs.field(default="mpegts", validator=_container)
     target_duration_s: float = attrs.field(default=2.0, validator=_positive)
     window: int = attrs.field(default=5, validator=_positive)
+    #: LL-HLS part target in seconds (fmp4 only); None writes whole segments only.
+    part_target_s: float | None = attrs.field(default=None, validator=_part_target)
 
 
 @attrs.frozen
@@ -118,6 +130,7 @@ class Segmenter:
         on_segment: Callable[[SegmentInfo], None] | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        on_playlist: Callable[[str, Position], None] | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +138,16 @@ class Segmenter:
         self.on_segment = on_segment
         self._target = Fraction(round(settings.target_duration_s * 1000), 1000)
         if settings.container == "fmp4":
-            self._output = CmafOutput(self.out_dir, settings.window, self._target, self._listed, clock)
+            part = settings.part_target_s
+            self._output = CmafOutput(
+                self.out_dir,
+                settings.window,
+                self._target,
+                self._listed,
+                clock,
+                part_target_s=None if part is None else Fraction(round(part * 1000), 1000),
+                on_playlist=on_playlist,
+            )
         else:
             self._output = TsOutput(self.out_dir, settings.window, self._listed)
         self._video: VideoFormat | None = None
@@ -366,8 +388,9 @@ class FlvSegmenter:
         on_segment: Callable[[SegmentInfo], None] | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        on_playlist: Callable[[str, Position], None] | None = None,
     ) -> None:
-        self.segmenter = Segmenter(out_dir, settings, on_segment, clock=clock)
+        self.segmenter = Segmenter(out_dir, settings, on_segment, clock=clock, on_playlist=on_playlist)
         self._avc: AVCConfig | None = None
         self._video: VideoFormat | None = None
         self._audio: AudioFormat | None = None

@@ -9,12 +9,13 @@ from twisted.web import pages, resource, server
 
 from rtmprelay.relay.registry import StreamRegistry
 from rtmprelay.web.api import HealthResource, StreamsResource, json_safe, stream_info
-from rtmprelay.web.hls import MEDIA_FILES, HlsResource
+from rtmprelay.web.hls import MEDIA_FILES, BlockingReloads, HlsResource
 from rtmprelay.web.limits import HttpLimits, LimitedSite
 from rtmprelay.web.metrics import MetricsResource, RelayCollector, make_metrics_registry
 from rtmprelay.web.status import StaticFileResource, StaticFiles, load_static
 
 __all__ = [
+    "BlockingReloads",
     "HealthResource",
     "HlsResource",
     "HttpLimits",
@@ -55,7 +56,11 @@ def make_site(
     ``hls`` (an HlsOutput) adds each stream's HLS state to /api/streams and /metrics;
     ``rtmp_server`` (the RTMPServerFactory) adds its connections and refusals to /metrics."""
     root = _Folder()
-    root.putChild(b"hls", HlsResource(hls_dir))
+    reloads = None
+    if hls is not None and hls.settings.low_latency:
+        reloads = BlockingReloads(clock)
+        hls.add_playlist_watcher(reloads)
+    root.putChild(b"hls", HlsResource(hls_dir, reloads))
     root.putChild(b"health", HealthResource(registry, started_at=started_at, clock=clock, lag=lag))
     api = _Folder()
     api.putChild(b"streams", StreamsResource(registry, hls=hls))

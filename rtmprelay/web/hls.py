@@ -4,17 +4,46 @@ The layout is ``hls_dir/{userId}/{streamId}/index.m3u8`` plus its segments.
 Only files of the media types below are served; directories, hidden files and
 anything that resolves outside ``hls_dir`` (``..``, an encoded ``/``, a symlink
 pointing out) answer 404, so the response says nothing about what lies beyond.
+
+Blocking playlist reloads (LL-HLS, draft-pantos-hls-rfc8216bis 6.2.5.2): a
+media playlist asked for with ``_HLS_msn=M`` (and ``_HLS_part=N``) is answered
+once it holds segment M, or part N of segment M, or something later.
+``BlockingReloads`` knows each LL-HLS playlist's ``Position`` from the HLS
+output (told on the reactor thread after the file is written, so the file
+read then is at least that new) and holds the requests that ask for more as
+Deferreds, no thread each:
+
+- at most ``max_held`` requests are held at once; one more is answered 503
+  with ``Retry-After`` at once;
+- a held request is answered 503 when its part has not come within three
+  target durations (the spec's bound), and 404 if the stream's files go;
+- a request for a segment more than two past the last one, or a part further
+  ahead than the advance part limit, is answered 400 at once, as is
+  ``_HLS_part`` without ``_HLS_msn`` or a value that is not a whole number;
+- a client that goes away releases its place; directives on a playlist that
+  has no parts (MPEG-TS, a stream not live) are ignored.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import attrs
-from twisted.web import pages, resource, static
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web import pages, resource, server, static
 from twisted.web.server import Request
 
-__all__ = ["FileKind", "HlsResource", "MEDIA_FILES"]
+from rtmprelay.hls.playlist import Position
+
+__all__ = ["BlockingReloads", "FileKind", "HlsResource", "MAX_HELD_RELOADS", "MEDIA_FILES"]
+
+#: Blocking reloads held at once, every stream together (each holds a connection open).
+MAX_HELD_RELOADS = 500
+#: The spec's bound on holding a blocking reload, in target durations.
+HOLD_TARGET_DURATIONS = 3
 
 #: Playlists and manifests are rewritten as segments arrive: revalidate each time.
 LIVE_CACHE = b"no-cache"
@@ -60,14 +89,113 @@ def _safe_segment(segment: bytes) -> str | None:
     return name
 
 
+@attrs.define(eq=False)
+class _Held:
+    msn: int
+    part: int | None
+    deferred: defer.Deferred
+    timeout: object = None  # the IDelayedCall that answers 503
+
+
+class BlockingReloads:
+    """The LL-HLS playlists' positions and the reloads waiting on them (see the module doc).
+
+    ``playlist_written`` and ``folder_removed`` are the ``HlsOutput`` playlist
+    watcher's calls; ``hold`` gives a Deferred that fires True when the
+    request can be answered, False on timeout, None when the stream's files
+    went away."""
+
+    def __init__(self, clock: IReactorTime, max_held: int = MAX_HELD_RELOADS) -> None:
+        if max_held < 1:
+            raise ValueError(f"max_held must be positive, not {max_held!r}")
+        self.clock = clock
+        self.max_held = max_held
+        self.held = 0
+        #: answered (the part came), timed_out, refused_busy, too_far, bad_request, gone
+        self.counters: Counter[str] = Counter()
+        self._positions: dict[Path, Position] = {}
+        self._waiting: dict[Path, list[_Held]] = {}
+
+    def position(self, file: Path) -> Position | None:
+        return self._positions.get(file)
+
+    def playlist_written(self, file: Path, position: Position) -> None:
+        self._positions[file] = position
+        waiting = self._waiting.get(file)
+        if not waiting:
+            return
+        ready = [held for held in waiting if position.has(held.msn, held.part)]
+        for held in ready:
+            self.counters["answered"] += 1
+            self._release(file, held, True)
+
+    def folder_removed(self, folder: Path) -> None:
+        for file in [f for f in self._positions if f.parent == folder]:
+            del self._positions[file]
+            for held in list(self._waiting.get(file, ())):
+                self.counters["gone"] += 1
+                self._release(file, held, None)
+
+    def hold(self, file: Path, msn: int, part: int | None) -> defer.Deferred | None:
+        """A Deferred for the request, or None when ``max_held`` are held already."""
+        if self.held >= self.max_held:
+            self.counters["refused_busy"] += 1
+            return None
+        held = _Held(msn, part, defer.Deferred(lambda _: self._cancelled(file, held)))
+        position = self._positions[file]
+        held.timeout = self.clock.callLater(
+            HOLD_TARGET_DURATIONS * position.target_duration_s, self._timed_out, file, held
+        )
+        self._waiting.setdefault(file, []).append(held)
+        self.held += 1
+        return held.deferred
+
+    def _timed_out(self, file: Path, held: _Held) -> None:
+        held.timeout = None
+        self.counters["timed_out"] += 1
+        self._release(file, held, False)
+
+    def _cancelled(self, file: Path, held: _Held) -> None:
+        self._forget(file, held)
+
+    def _release(self, file: Path, held: _Held, outcome: bool | None) -> None:
+        self._forget(file, held)
+        held.deferred.callback(outcome)
+
+    def _forget(self, file: Path, held: _Held) -> None:
+        waiting = self._waiting.get(file, [])
+        if held not in waiting:
+            return
+        waiting.remove(held)
+        if not waiting:
+            del self._waiting[file]
+        self.held -= 1
+        if held.timeout is not None and held.timeout.active():
+            held.timeout.cancel()
+        held.timeout = None
+
+
+def _directive(request: Request, name: bytes) -> int | None:
+    """A delivery directive's value; ValueError when it is not one whole number >= 0."""
+    values = request.args.get(name)
+    if values is None:
+        return None
+    if len(values) != 1 or not values[0].isdigit() or len(values[0]) > 18:
+        raise ValueError(name)
+    return int(values[0])
+
+
 class HlsResource(resource.Resource):
-    """Serves the files under ``root``; one instance handles every path below it."""
+    """Serves the files under ``root``; one instance handles every path below it.
+    With ``reloads``, LL-HLS playlists answer blocking reloads (see the module doc)."""
 
     isLeaf = True
+    log = Logger()
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, reloads: BlockingReloads | None = None) -> None:
         super().__init__()
         self._root = Path(root).resolve()
+        self.reloads = reloads
 
     def locate(self, segments: list[bytes]) -> tuple[Path, FileKind] | None:
         """The file ``segments`` names and how to serve it, or None when it must not be served."""
@@ -93,9 +221,60 @@ class HlsResource(resource.Resource):
             return pages.notFound().render(request)
         path, kind = found
         request.setHeader(b"cache-control", kind.cache_control)
-        file = static.File(str(path))
-        file.type, file.encoding = kind.content_type, None
-        return file.render(request)
+        if self.reloads is not None and (b"_HLS_msn" in request.args or b"_HLS_part" in request.args):
+            blocked = self._blocking_reload(request, path, kind)
+            if blocked is not None:
+                return blocked
+        return _serve(request, path, kind)
+
+    def _blocking_reload(self, request: Request, path: Path, kind: FileKind) -> bytes | int | None:
+        """Hold or refuse a reload with delivery directives; None: answer it now."""
+        reloads = self.reloads
+        position = reloads.position(path)
+        if position is None:
+            return None  # not an LL-HLS playlist: the directives mean nothing here
+        try:
+            msn = _directive(request, b"_HLS_msn")
+            part = _directive(request, b"_HLS_part")
+        except ValueError:
+            msn = None
+        if msn is None:
+            reloads.counters["bad_request"] += 1
+            return _refuse(request, 400, b"_HLS_msn must be one whole number, given with any _HLS_part\n")
+        if position.has(msn, part):
+            return None
+        if position.too_far(msn, part):
+            reloads.counters["too_far"] += 1
+            return _refuse(request, 400, b"the segment or part asked for is too far ahead\n")
+        waiting = reloads.hold(path, msn, part)
+        if waiting is None:
+            request.setHeader(b"retry-after", b"1")
+            return _refuse(request, 503, b"too many blocking playlist reloads\n")
+        request.notifyFinish().addErrback(lambda _: waiting.cancel())
+
+        def answer(outcome: bool | None) -> None:
+            if request.finished or request._disconnected:
+                return
+            if outcome is None:
+                request.setHeader(b"cache-control", MISSING_CACHE)
+                request.write(pages.notFound().render(request))
+            elif not outcome:
+                request.write(_refuse(request, 503, b"the part asked for did not come in time\n"))
+            else:
+                try:
+                    data = path.read_bytes()
+                except OSError:
+                    request.setHeader(b"cache-control", MISSING_CACHE)
+                    data = pages.notFound().render(request)
+                else:
+                    request.setHeader(b"content-type", kind.content_type.encode())
+                    request.setHeader(b"content-length", str(len(data)).encode())
+                request.write(data)
+            request.finish()
+
+        waiting.addCallback(answer)
+        waiting.addErrback(lambda failure: failure.trap(defer.CancelledError))
+        return server.NOT_DONE_YET
 
     render_HEAD = render_GET
 
@@ -106,6 +285,19 @@ class HlsResource(resource.Resource):
         request.setHeader(b"allow", b"GET, HEAD, OPTIONS")
         request.setResponseCode(204)
         return b""
+
+
+def _serve(request: Request, path: Path, kind: FileKind) -> bytes | int:
+    file = static.File(str(path))
+    file.type, file.encoding = kind.content_type, None
+    return file.render(request)
+
+
+def _refuse(request: Request, code: int, body: bytes) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"cache-control", MISSING_CACHE)
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    return body
 
 
 def _set_headers(request: Request, headers: dict[bytes, bytes]) -> None:
