@@ -311,9 +311,15 @@ class CmafOutput:
 
     # --- LL-HLS parts
 
-    def _video_part(self, count: int, next_decode: int | None = None) -> None:
+    def _video_part(self, count: int, next_decode: int | None = None, segment_ticks: int | None = None) -> None:
         """Write the open segment's first ``count`` frames as a part; it ends at
-        the next frame's decode time (``next_decode`` when that frame is not held yet)."""
+        the next frame's decode time (``next_decode`` when that frame is not held yet).
+
+        ``segment_ticks``: this is the segment's last part, and the segment lasts
+        that long in presentation time. A segment cut short (a reconnect, the
+        end) ends after its latest picture, which with B-frames is later than
+        its last decode time: the part is listed that much longer (within the
+        part target) so that the parts add up to the segment's EXTINF."""
         frames, self._video = self._video[:count], self._video[count:]
         end = self._video[0][0] if self._video else next_decode
         ends = [f[0] for f in frames[1:]] + [end]
@@ -322,7 +328,12 @@ class CmafOutput:
             for (dts, pts, key, data), next_dts in zip(frames, ends)
         ]
         period = self._periods[-1]
-        self._write_part(self.video_track, frames[0][0], end, cmaf.VIDEO_TIMESCALE, samples, period.video_init, frames[0][2])
+        track = self.video_track
+        listed = end - frames[0][0]
+        if segment_ticks is not None:
+            before = 0 if track.part_start is None else frames[0][0] - track.part_start
+            listed = max(listed, min(self._part_ticks, segment_ticks - before))
+        self._write_part(track, frames[0][0], end, cmaf.VIDEO_TIMESCALE, samples, period.video_init, frames[0][2], listed)
 
     def _audio_parts(self) -> None:
         """Audio parts of the open segment, of as many whole frames as fit the part target."""
@@ -340,10 +351,18 @@ class CmafOutput:
 
     def _audio_part(self, period: _Period, taken: list[tuple[Fraction, bytes]]) -> None:
         samples, first, end = self._audio_samples(period.audio, taken)
-        self._write_part(self.audio_track, first, end, period.audio.sample_rate, samples, period.audio_init, True)
+        self._write_part(self.audio_track, first, end, period.audio.sample_rate, samples, period.audio_init, True, end - first)
 
     def _write_part(
-        self, track: _Track, start: int, end: int, timescale: int, samples: list[cmaf.Sample], init: str, independent: bool
+        self,
+        track: _Track,
+        start: int,
+        end: int,
+        timescale: int,
+        samples: list[cmaf.Sample],
+        init: str,
+        independent: bool,
+        listed: int,
     ) -> None:
         track.fragments += 1
         data = cmaf.fragment(track.fragments, start, samples, video=track.kind == "video")
@@ -353,9 +372,7 @@ class CmafOutput:
         if track.part_start is None:
             track.part_start = start
         track.part_end = end
-        track.playlist.add_part(
-            name, (end - start) / timescale, independent, discontinuity=track.discontinuity, map_uri=init
-        )
+        track.playlist.add_part(name, listed / timescale, independent, discontinuity=track.discontinuity, map_uri=init)
         track.parts.append(data)
         track.playlist.preload_hint = track.part_name()
         self._write_playlist(track)
@@ -375,7 +392,8 @@ class CmafOutput:
         period = self._periods[-1] if self._periods else None
         decode_ticks = _ticks(decode_end, cmaf.VIDEO_TIMESCALE)
         if self.part_target is not None and self._video:
-            self._video_part(len(self._video), decode_ticks)
+            span = _ticks(end, cmaf.VIDEO_TIMESCALE) - _ticks(start, cmaf.VIDEO_TIMESCALE)
+            self._video_part(len(self._video), decode_ticks, span)
         frames, self._video = self._video, []
         if not frames and not self.video_track.parts:
             self._audio.clear()

@@ -255,21 +255,22 @@ class HlsResource(resource.Resource):
         def answer(outcome: bool | None) -> None:
             if request.finished or request._disconnected:
                 return
-            if outcome is None:
-                request.setHeader(b"cache-control", MISSING_CACHE)
-                request.write(pages.notFound().render(request))
-            elif not outcome:
-                request.write(_refuse(request, 503, b"the part asked for did not come in time\n"))
-            else:
+            data = None
+            if outcome:
                 try:
                     data = path.read_bytes()
                 except OSError:
-                    request.setHeader(b"cache-control", MISSING_CACHE)
-                    data = pages.notFound().render(request)
-                else:
-                    request.setHeader(b"content-type", kind.content_type.encode())
-                    request.setHeader(b"content-length", str(len(data)).encode())
-                request.write(data)
+                    pass
+            if data is not None:
+                request.setHeader(b"content-type", kind.content_type.encode())
+                request.setHeader(b"content-length", str(len(data)).encode())
+            elif outcome is False:
+                data = _refuse(request, 503, b"the part asked for did not come in time\n")
+            else:  # the stream's files went
+                request.setHeader(b"cache-control", MISSING_CACHE)
+                pages.notFound().render(request)  # writes and finishes the request itself
+                return
+            request.write(data)
             request.finish()
 
         waiting.addCallback(answer)
