@@ -292,7 +292,8 @@ class FfmpegMarkReader:
 
 #: Run in a page of the relay's origin with ``execute_script(BROWSER_PLAYER_JS,
 #: key, hls_js_url, playlist_url, low_latency)``: loads hls.js (once a page),
-#: plays the playlist muted, and keeps ``[Date.now(), latency]`` (ms) of each
+#: plays the playlist muted (speeding up to 1.5x to get back to its target
+#: distance from the live edge after a stall, as an LL page should), and keeps ``[Date.now(), latency]`` (ms) of each
 #: presented frame in ``window.rtmprelay[key].samples``, hls.js's own estimate
 #: of its distance to the live edge (s) in ``.hlsLatency`` and fatal errors in
 #: ``.errors``.
@@ -308,7 +309,8 @@ const play = () => {
   const canvas = document.createElement('canvas');
   canvas.width = 64; canvas.height = 32;
   const context = canvas.getContext('2d', {willReadFrequently: true});
-  const hls = new Hls({lowLatencyMode: lowLatency});
+  // a player that stalled once catches up with its target distance from the live edge
+  const hls = new Hls({lowLatencyMode: lowLatency, maxLiveSyncPlaybackRate: 1.5});
   state.hls = hls;
   hls.on(Hls.Events.ERROR, (event, data) => {
     if (data.fatal) state.errors.push(data.type + ' ' + data.details);
