@@ -218,6 +218,7 @@ class _PathOutput:
         return {
             "mode": self.owner.settings.mode,
             "container": self.owner.settings.container,
+            "part_s": self.owner.settings.segment_settings().part_target_s,  # LL-HLS part target, or None
             "playlist": self.relative(self.segmenter.playlist_path),
             "manifest": self.relative(self.segmenter.manifest_path),
             "ready": self.ready,

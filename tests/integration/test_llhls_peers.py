@@ -16,6 +16,7 @@ import pytest
 
 from rtmprelay.testing.hls import read_low_latency
 from rtmprelay.testing.marks import BROWSER_PLAYER_JS, FfmpegMarkReader, MarkedPublisher
+from tests.integration.test_status_page_browser import wait_for
 
 pytestmark = pytest.mark.peers
 
@@ -34,16 +35,6 @@ def fetch(url: str) -> tuple[int, str, float]:
         return error.code, error.read().decode(), time.monotonic() - began
 
 
-def wait_for(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    return None
-
-
 def ll_relay(rtmprelay_factory, tmp_path, mode: str):
     return rtmprelay_factory(["--hls", str(tmp_path / "hls"), "--hls-segment-type", "fmp4", "--hls-mode", mode])
 
@@ -52,7 +43,7 @@ def follow_parts(relay, responses: int) -> list:
     """An LL-HLS client's playlist loop: each reload asks (blocking) for the part after
     the last one it has; returns every playlist read, each checked against the rules."""
     url = relay.http_url(f"/hls/{FOLDER}/video.m3u8")
-    assert wait_for(lambda: fetch(url)[0] == 200), relay.log_text
+    assert wait_for(lambda: fetch(url)[0] == 200, 30), relay.log_text
     status, text, _ = fetch(url)
     read = []
     for _ in range(responses):
@@ -117,7 +108,7 @@ def test_numbering_goes_on_across_a_publisher_reconnect(rtmprelay_factory, rtmp_
         return status
 
     try:
-        wait_for(lambda: collect() == 200)
+        wait_for(lambda: collect() == 200, 30)
         while first._thread.is_alive():
             collect()
             time.sleep(0.1)
@@ -149,7 +140,7 @@ def test_hls_js_plays_ll_hls_with_blocking_reloads_and_parts(rtmprelay_factory, 
     publisher = MarkedPublisher([relay.url(PATH)], 40, size=(320, 192), log_dir=rtmp_peers.log_dir).start()
     driver = headless_chromium.driver
     try:
-        assert wait_for(lambda: fetch(relay.http_url(f"/hls/{FOLDER}/index.m3u8"))[0] == 200), relay.log_text
+        assert wait_for(lambda: fetch(relay.http_url(f"/hls/{FOLDER}/index.m3u8"))[0] == 200, 30), relay.log_text
         driver.get(relay.http_url("/health"))
         driver.execute_script(
             BROWSER_PLAYER_JS, "ll", relay.http_url("/static/vendor/hls.light.min.js"),

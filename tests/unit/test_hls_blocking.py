@@ -77,55 +77,53 @@ def test_what_is_there_is_answered_at_once(served, query):
     assert served.reloads.held == 0
 
 
+@defer.inlineCallbacks
+def answered_after(served, query: str, *writes):
+    """Ask with ``query``; once it is held, write each (data, position): every
+    write but the last leaves it held. Returns (response, body)."""
+    answer = served.get(query)
+    yield until(lambda: served.reloads.held == 1)
+    for data, at in writes[:-1]:
+        served.write(data, at)
+        assert served.reloads.held == 1, at
+    served.write(*writes[-1])
+    response = yield answer
+    body = yield treq.content(response)
+    return response, body
+
+
 @pytest_twisted.inlineCallbacks
 def test_a_reload_is_held_until_its_part_is_listed(served):
-    answer = served.get("?_HLS_msn=4&_HLS_part=3")
-    yield until(lambda: served.reloads.held == 1)
-    served.write(V0, position(3, (4, 2)))  # a rewrite that does not reach the part: still held
-    assert served.reloads.held == 1
-    served.write(V1, position(3, (4, 3)))
-    response = yield answer
+    # a rewrite that does not reach the part leaves it held
+    response, body = yield answered_after(served, "?_HLS_msn=4&_HLS_part=3", (V0, position(3, (4, 2))), (V1, position(3, (4, 3))))
     assert response.code == 200
     assert response.headers.getRawHeaders("content-type") == ["application/vnd.apple.mpegurl"]
     assert response.headers.getRawHeaders("cache-control") == ["no-cache"]
-    assert (yield treq.content(response)) == V1
+    assert body == V1
     assert served.reloads.held == 0
     assert served.reloads.counters["answered"] == 1
 
 
 @pytest_twisted.inlineCallbacks
 def test_a_part_past_the_end_of_its_segment_is_answered_by_the_next_segments_first(served):
-    # hls.js asks for part N of segment M; if M closed after N parts, part 0 of M+1 answers
-    answer = served.get("?_HLS_msn=4&_HLS_part=5")
-    yield until(lambda: served.reloads.held == 1)
-    served.write(V0, position(4, (4, 4)))  # segment 4 whole: it holds everything of segment 4
-    response = yield answer
+    # hls.js asks for part N of segment M; segment M whole holds everything of it
+    response, _ = yield answered_after(served, "?_HLS_msn=4&_HLS_part=5", (V0, position(4, (4, 4))))
     assert response.code == 200
-    answer = served.get("?_HLS_msn=5&_HLS_part=0")
-    yield until(lambda: served.reloads.held == 1)
-    served.write(V1, position(4, (5, 0)))
-    response = yield answer
-    assert (yield treq.content(response)) == V1
+    # ... and part 0 of M + 1 is the part after its last
+    _, body = yield answered_after(served, "?_HLS_msn=5&_HLS_part=0", (V1, position(4, (5, 0))))
+    assert body == V1
 
 
 @pytest_twisted.inlineCallbacks
 def test_a_segment_request_waits_for_the_whole_segment(served):
-    answer = served.get("?_HLS_msn=4")
-    yield until(lambda: served.reloads.held == 1)
-    served.write(V0, position(3, (4, 9)))
-    assert served.reloads.held == 1
-    served.write(V1, position(4, (4, 9)))
-    response = yield answer
-    assert (yield treq.content(response)) == V1
+    _, body = yield answered_after(served, "?_HLS_msn=4", (V0, position(3, (4, 9))), (V1, position(4, (4, 9))))
+    assert body == V1
 
 
 @pytest_twisted.inlineCallbacks
 def test_an_ended_playlist_answers_everything(served):
-    answer = served.get("?_HLS_msn=5&_HLS_part=1")
-    yield until(lambda: served.reloads.held == 1)
-    served.write(V1, position(4, (4, 3), ended=True))
-    response = yield answer
-    assert response.code == 200
+    response, body = yield answered_after(served, "?_HLS_msn=5&_HLS_part=1", (V1, position(4, (4, 3), ended=True)))
+    assert (response.code, body) == (200, V1)
 
 
 @pytest_twisted.inlineCallbacks
