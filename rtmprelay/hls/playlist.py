@@ -107,13 +107,15 @@ class Position:
 
     ``segment``: the media sequence number of the last whole segment (-1 before
     the first); ``part``: ``(msn, index)`` of the last part listed, None before
-    the first or without parts; ``ended``: ``#EXT-X-ENDLIST`` is written."""
+    the first or without parts; ``ended``: ``#EXT-X-ENDLIST`` is written;
+    ``preload_hint``: the URI of the part written next, None when ended."""
 
     segment: int
     part: tuple[int, int] | None
     ended: bool
     target_duration_s: int
     part_target_s: float | None
+    preload_hint: str | None = None
 
     def has(self, msn: int, part: int | None) -> bool:
         """Whether a playlist at this position answers ``_HLS_msn=msn[&_HLS_part=part]``:
@@ -226,7 +228,8 @@ class MediaPlaylist:
                 if segment.parts:
                     last_part = (self.next_sequence - 1, len(segment.parts) - 1)
                 break
-        return Position(self.next_sequence - 1, last_part, self.ended, self.target_duration, self.part_target_s)
+        hint = None if self.ended else self.preload_hint
+        return Position(self.next_sequence - 1, last_part, self.ended, self.target_duration, self.part_target_s, hint)
 
     def add_part(
         self, uri: str, duration_s: float, independent: bool, *, discontinuity: bool = False, map_uri: str | None = None

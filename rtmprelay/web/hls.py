@@ -22,6 +22,11 @@ Deferreds, no thread each:
   ``_HLS_part`` without ``_HLS_msn`` or a value that is not a whole number;
 - a client that goes away releases its place; directives on a playlist that
   has no parts (MPEG-TS, a stream not live) are ignored.
+
+A request for the part a playlist's ``EXT-X-PRELOAD-HINT`` names, before it
+is written, is held the same way (4.4.5.3: a client may ask for it at once and
+the server answers when it can) and answered with the part as soon as the
+playlist moves on; any other missing file is 404 at once.
 """
 
 from __future__ import annotations
@@ -95,15 +100,22 @@ class _Held:
     part: int | None
     deferred: defer.Deferred
     timeout: object = None  # the IDelayedCall that answers 503
+    hinted: Path | None = None  # waits for this preload-hinted part, not for the playlist
+
+    def ready(self, file: Path, position: Position) -> bool:
+        if self.hinted is None:
+            return position.has(self.msn, self.part)
+        # the hint moved on: the part it named is written (or will never be)
+        return position.preload_hint is None or file.parent / position.preload_hint != self.hinted
 
 
 class BlockingReloads:
     """The LL-HLS playlists' positions and the reloads waiting on them (see the module doc).
 
     ``playlist_written`` and ``folder_removed`` are the ``HlsOutput`` playlist
-    watcher's calls; ``hold`` gives a Deferred that fires True when the
-    request can be answered, False on timeout, None when the stream's files
-    went away."""
+    watcher's calls; ``hold`` (a playlist) and ``hold_hinted`` (a
+    preload-hinted part) give a Deferred that fires True when the request can
+    be answered, False on timeout, None when the stream's files went away."""
 
     def __init__(self, clock: IReactorTime, max_held: int = MAX_HELD_RELOADS) -> None:
         if max_held < 1:
@@ -115,33 +127,49 @@ class BlockingReloads:
         self.counters: Counter[str] = Counter()
         self._positions: dict[Path, Position] = {}
         self._waiting: dict[Path, list[_Held]] = {}
+        self._hints: dict[Path, Path] = {}  # a preload-hinted part -> its playlist
 
     def position(self, file: Path) -> Position | None:
         return self._positions.get(file)
 
     def playlist_written(self, file: Path, position: Position) -> None:
+        before = self._positions.get(file)
+        if before is not None and before.preload_hint is not None:
+            self._hints.pop(file.parent / before.preload_hint, None)
+        if position.preload_hint is not None:
+            self._hints[file.parent / position.preload_hint] = file
         self._positions[file] = position
         waiting = self._waiting.get(file)
         if not waiting:
             return
-        ready = [held for held in waiting if position.has(held.msn, held.part)]
+        ready = [held for held in waiting if held.ready(file, position)]
         for held in ready:
             self.counters["answered"] += 1
             self._release(file, held, True)
 
     def folder_removed(self, folder: Path) -> None:
+        for part in [p for p in self._hints if p.parent == folder]:
+            del self._hints[part]
         for file in [f for f in self._positions if f.parent == folder]:
             del self._positions[file]
             for held in list(self._waiting.get(file, ())):
                 self.counters["gone"] += 1
                 self._release(file, held, None)
 
-    def hold(self, file: Path, msn: int, part: int | None) -> defer.Deferred | None:
+    def hinted(self, part: Path) -> bool:
+        """Whether ``part`` is what a playlist's preload hint names now."""
+        return part in self._hints
+
+    def hold_hinted(self, part: Path) -> defer.Deferred | None:
+        """A Deferred for a request of the preload-hinted ``part``; None when full."""
+        return self.hold(self._hints[part], -1, None, hinted=part)
+
+    def hold(self, file: Path, msn: int, part: int | None, *, hinted: Path | None = None) -> defer.Deferred | None:
         """A Deferred for the request, or None when ``max_held`` are held already."""
         if self.held >= self.max_held:
             self.counters["refused_busy"] += 1
             return None
-        held = _Held(msn, part, defer.Deferred(lambda _: self._cancelled(file, held)))
+        held = _Held(msn, part, defer.Deferred(lambda _: self._cancelled(file, held)), hinted=hinted)
         position = self._positions[file]
         held.timeout = self.clock.callLater(
             HOLD_TARGET_DURATIONS * position.target_duration_s, self._timed_out, file, held
@@ -217,6 +245,10 @@ class HlsResource(resource.Resource):
         _set_headers(request, _CORS_HEADERS)
         found = self.locate(request.postpath)
         if found is None:
+            hinted = self._hinted_part(request.postpath)
+            if hinted is not None:
+                request.setHeader(b"cache-control", hinted[1].cache_control)
+                return self._hold(request, self.reloads.hold_hinted(hinted[0]), *hinted)
             request.setHeader(b"cache-control", MISSING_CACHE)
             return pages.notFound().render(request)
         path, kind = found
@@ -246,10 +278,32 @@ class HlsResource(resource.Resource):
         if position.too_far(msn, part):
             reloads.counters["too_far"] += 1
             return _refuse(request, 400, b"the segment or part asked for is too far ahead\n")
-        waiting = reloads.hold(path, msn, part)
+        return self._hold(request, reloads.hold(path, msn, part), path, kind)
+
+    def _hinted_part(self, segments: list[bytes]) -> tuple[Path, FileKind] | None:
+        """The missing file ``segments`` name, if it is a part a preload hint names now."""
+        if self.reloads is None:
+            return None
+        names = [_safe_segment(segment) for segment in segments]
+        if not names or None in names:
+            return None
+        kind = MEDIA_FILES.get(Path(names[-1]).suffix.lower())
+        if kind is None:
+            return None
+        try:
+            folder = self._root.joinpath(*names[:-1]).resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None
+        part = folder / names[-1]
+        if not folder.is_relative_to(self._root) or not self.reloads.hinted(part):
+            return None
+        return part, kind
+
+    def _hold(self, request: Request, waiting: defer.Deferred | None, path: Path, kind: FileKind) -> bytes | int:
+        """Answer with ``path`` when ``waiting`` fires (see ``BlockingReloads``)."""
         if waiting is None:
             request.setHeader(b"retry-after", b"1")
-            return _refuse(request, 503, b"too many blocking playlist reloads\n")
+            return _refuse(request, 503, b"too many blocking requests held\n")
         request.notifyFinish().addErrback(lambda _: waiting.cancel())
 
         def answer(outcome: bool | None) -> None:

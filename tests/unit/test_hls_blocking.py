@@ -19,8 +19,8 @@ V0 = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PART-INF:PART-TARGET=0.200\n...o
 V1 = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PART-INF:PART-TARGET=0.200\n...new\n"
 
 
-def position(segment: int, part: tuple[int, int] | None, ended: bool = False) -> Position:
-    return Position(segment, part, ended, 2, 0.2)
+def position(segment: int, part: tuple[int, int] | None, ended: bool = False, hint: str | None = None) -> Position:
+    return Position(segment, part, ended, 2, 0.2, hint)
 
 
 class Served:
@@ -213,3 +213,36 @@ def test_files_removed_answer_404(served):
     response = yield answer
     assert response.code == 404
     assert served.reloads.position(served.playlist) is None
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_preload_hinted_part_is_held_until_written(served):
+    served.write(V0, position(3, (4, 2), hint="video_4.3.m4s"))
+    answer = served.get("", name="video_4.3.m4s")
+    yield until(lambda: served.reloads.held == 1)
+    (served.folder / "video_4.3.m4s").write_bytes(b"moof+mdat")
+    served.write(V1, position(3, (4, 3), hint="video_4.4.m4s"))
+    response = yield answer
+    assert response.code == 200
+    assert response.headers.getRawHeaders("content-type") == ["video/iso.segment"]
+    assert (yield treq.content(response)) == b"moof+mdat"
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_missing_part_no_hint_names_is_404_at_once(served):
+    served.write(V0, position(3, (4, 2), hint="video_4.3.m4s"))
+    for name in ("video_4.4.m4s", "../s1/video_4.9.m4s", "video_4.3.txt"):
+        response = yield served.get("", name=name)
+        assert response.code == 404, name
+    assert served.reloads.held == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_hinted_part_that_does_not_come_is_503_then_forgotten(served):
+    served.write(V0, position(3, (4, 2), hint="video_4.3.m4s"))
+    answer = served.get("", name="video_4.3.m4s")
+    yield until(lambda: served.reloads.held == 1)
+    served.clock.advance(6)
+    assert (yield answer).code == 503
+    served.reloads.folder_removed(served.folder)
+    assert (yield served.get("", name="video_4.3.m4s")).code == 404

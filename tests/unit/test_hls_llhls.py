@@ -210,7 +210,7 @@ def test_playlist_renders_parts_hint_and_reports():
         '#EXT-X-RENDITION-REPORT:URI="a.m3u8",LAST-MSN=1,LAST-PART=0\n'
     )
     assert playlist_report.last_part == 0
-    assert playlist.position() == Position(0, (1, 0), False, 1, 0.2)
+    assert playlist.position() == Position(0, (1, 0), False, 1, 0.2, "v_1.1.m4s")
     # the parts of a segment out of the window are deleted with it
     removed = []
     for n in range(1, 8):
