@@ -38,9 +38,19 @@ def test_encoder_and_hls_options():
     assert "tune" not in t.x264_options()
 
 
+def test_ll_hls_parts_come_with_fmp4_and_hls_part_0_turns_them_off():
+    assert not parse()["hls-settings"].low_latency  # MPEG-TS: whole segments
+    fmp4 = parse("--hls-segment-type", "fmp4")["hls-settings"]
+    assert fmp4.low_latency and fmp4.segment_settings().part_target_s == 0.2
+    assert parse("--hls-segment-type", "fmp4", "--hls-part", "0.333")["hls-settings"].segment_settings().part_target_s == 0.333
+    assert not parse("--hls-segment-type", "fmp4", "--hls-part", "0")["hls-settings"].low_latency
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
+        (["--hls-segment-type", "fmp4", "--hls-part", "3"], "longer than the segment target"),
+        (["--hls-part", "-1"], "0 or more"),
         (["--hls-mode", "remux"], "choose one of transcode, copy"),
         (["--hls-segment-type", "webm"], "choose one of mpegts, fmp4"),
         (["--video-size", "1280"], "WIDTHxHEIGHT"),
