@@ -333,7 +333,11 @@ class CmafOutput:
         if segment_ticks is not None:
             before = 0 if track.part_start is None else frames[0][0] - track.part_start
             listed = max(listed, min(self._part_ticks, segment_ticks - before))
-        self._write_part(track, frames[0][0], end, cmaf.VIDEO_TIMESCALE, samples, period.video_init, frames[0][2], listed)
+        # a segment's last part goes out in one playlist with the segment (written by the caller)
+        self._write_part(
+            track, frames[0][0], end, cmaf.VIDEO_TIMESCALE, samples, period.video_init, frames[0][2], listed,
+            announce=segment_ticks is None,
+        )  # fmt: skip
 
     def _audio_parts(self) -> None:
         """Audio parts of the open segment, of as many whole frames as fit the part target."""
@@ -349,9 +353,12 @@ class CmafOutput:
     def _audio_per_part(self, audio: AudioFormat) -> int:
         return max(1, int(self.part_target * audio.sample_rate // audio.frame_samples))
 
-    def _audio_part(self, period: _Period, taken: list[tuple[Fraction, bytes]]) -> None:
+    def _audio_part(self, period: _Period, taken: list[tuple[Fraction, bytes]], *, announce: bool = True) -> None:
         samples, first, end = self._audio_samples(period.audio, taken)
-        self._write_part(self.audio_track, first, end, period.audio.sample_rate, samples, period.audio_init, True, end - first)
+        self._write_part(
+            self.audio_track, first, end, period.audio.sample_rate, samples, period.audio_init, True, end - first,
+            announce=announce,
+        )  # fmt: skip
 
     def _write_part(
         self,
@@ -363,7 +370,11 @@ class CmafOutput:
         init: str,
         independent: bool,
         listed: int,
+        *,
+        announce: bool = True,
     ) -> None:
+        """Write and list one part; ``announce``: rewrite the playlist now (not
+        when the segment it ends is listed right after, in the same rewrite)."""
         track.fragments += 1
         data = cmaf.fragment(track.fragments, start, samples, video=track.kind == "video")
         name = track.part_name()
@@ -375,7 +386,8 @@ class CmafOutput:
         track.playlist.add_part(name, listed / timescale, independent, discontinuity=track.discontinuity, map_uri=init)
         track.parts.append(data)
         track.playlist.preload_hint = track.part_name()
-        self._write_playlist(track)
+        if announce:
+            self._write_playlist(track)
 
     def end(self, start: Fraction, end: Fraction, decode_end: Fraction, discontinuity: bool, final: bool) -> None:
         """Close the open segment; it is written and listed once its audio is in.
@@ -481,7 +493,7 @@ class CmafOutput:
         if self.part_target is not None:
             per_part = self._audio_per_part(period.audio)
             for first in range(0, len(taken), per_part):
-                self._audio_part(period, taken[first : first + per_part])
+                self._audio_part(period, taken[first : first + per_part], announce=False)
             first_decode, end = track.part_start, track.part_end
             size = self._write_parts_as_segment(track)
         else:

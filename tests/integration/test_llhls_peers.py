@@ -39,10 +39,10 @@ def ll_relay(rtmprelay_factory, tmp_path, mode: str):
     return rtmprelay_factory(["--hls", str(tmp_path / "hls"), "--hls-segment-type", "fmp4", "--hls-mode", mode])
 
 
-def follow_parts(relay, responses: int) -> list:
+def follow_parts(relay, responses: int, name: str = "video.m3u8") -> list:
     """An LL-HLS client's playlist loop: each reload asks (blocking) for the part after
     the last one it has; returns every playlist read, each checked against the rules."""
-    url = relay.http_url(f"/hls/{FOLDER}/video.m3u8")
+    url = relay.http_url(f"/hls/{FOLDER}/{name}")
     assert wait_for(lambda: fetch(url)[0] == 200, 30), relay.log_text
     status, text, _ = fetch(url)
     read = []
@@ -73,6 +73,10 @@ def test_an_ll_client_follows_the_parts_and_ffmpeg_plays_the_same_playlist(rtmpr
         assert len(read) == 25
         parts = [(p.msn, p.index) for playlist in read for p in playlist.parts]
         assert len(set(parts)) >= 24  # a new part for every reload after the first read
+        # the audio rendition's playlist keeps the same rules and reports the video's parts
+        audio = follow_parts(relay, 10, "audio.m3u8")
+        assert len(audio) == 10
+        assert [report["URI"] for report in audio[-1].rendition_reports] == ["video.m3u8"]
         # a plain HLS client of the same master playlist: whole segments, the part tags skipped
         reader = FfmpegMarkReader(relay.http_url(f"/hls/{FOLDER}/index.m3u8"), 6, log_dir=rtmp_peers.log_dir).start()
         reader.wait(60)
