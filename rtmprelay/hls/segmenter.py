@@ -4,7 +4,9 @@
 decode order within each kind, and the formats they belong to; it decides
 where segments begin and end and hands the writing to a container output:
 ``TsOutput`` (``ts.py``, MPEG-TS, the default) or ``CmafOutput`` (``fmp4.py``,
-CMAF tracks, HLS master + media playlists and a DASH manifest).
+CMAF tracks, HLS master + media playlists and a DASH manifest; with
+``part_target_s``, Low-Latency HLS parts, and ``on_playlist(name, position)``
+told of every media playlist written).
 
 Rules kept, for every container:
 
