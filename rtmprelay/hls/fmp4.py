@@ -160,6 +160,18 @@ class _Track:
         """The open segment's part ``index`` (default: the next one to be written)."""
         return f"{self.kind}_{self.number}.{len(self.parts) if index is None else index}.m4s"
 
+    def drop_open_parts(self, out_dir: Path, written: set[str]) -> bool:
+        """Unlist and delete the open segment's parts (it will not be finished); False if it had none."""
+        if not self.parts:
+            return False
+        for name in self.playlist.drop_open_parts():
+            remove_quietly(out_dir / name)
+            written.discard(name)
+        self.parts = []
+        self.part_start = None
+        self.playlist.preload_hint = self.part_name(0)
+        return True
+
     def report(self) -> RenditionReport | None:
         """This track's last segment and part, for the other track's playlist."""
         position = self.playlist.position()
@@ -419,8 +431,8 @@ class CmafOutput:
         if final or silent or period.audio is None or (self._audio and self._audio[-1][0] >= end):
             self._complete()
 
-    def _list_video(self, closing: _Closing) -> tuple[int, str]:
-        """Write and list the closed segment's video: (bytes, file name)."""
+    def _list_video(self, closing: _Closing) -> None:
+        """Write and list the closed segment's video (its size kept in ``_video_size``)."""
         period, start, end, frames = closing.period, closing.start, closing.end, closing.frames
         track = self.video_track
         number = track.number
@@ -441,7 +453,6 @@ class CmafOutput:
         self._video_size = size
         if self.part_target is not None:
             self._write_playlist(track)
-        return size, name
 
     def _complete(self) -> None:
         closing, self._closing = self._closing, None
@@ -522,15 +533,8 @@ class CmafOutput:
         """Drop the open segment (a segment already closed still goes out)."""
         self._video = []
         self._video_high = None
-        track = self.video_track
-        if track.parts:
-            for name in track.playlist.drop_open_parts():
-                remove_quietly(self.out_dir / name)
-                self._written.discard(name)
-            track.parts = []
-            track.part_start = None
-            track.playlist.preload_hint = track.part_name(0)
-            self._write_playlist(track)
+        if self.video_track.drop_open_parts(self.out_dir, self._written):
+            self._write_playlist(self.video_track)
 
     # --- life cycle
 
@@ -538,11 +542,7 @@ class CmafOutput:
         if self._closing is not None:
             self._complete()
         for track in (self.video_track, self.audio_track):
-            if track.parts:  # audio left without a segment to join (a stream that stopped in its first part)
-                for name in track.playlist.drop_open_parts():
-                    remove_quietly(self.out_dir / name)
-                    self._written.discard(name)
-                track.parts = []
+            track.drop_open_parts(self.out_dir, self._written)  # no segment left for them to join
         self._finished = True
         self.video_track.playlist.end()
         self.audio_track.playlist.end()
