@@ -203,6 +203,15 @@ class BlockingReloads:
         held.timeout = None
 
 
+def _named_media(segments: list[bytes]) -> tuple[list[str], FileKind] | None:
+    """The path segments as plain names and the media kind of the last, or None."""
+    names = [_safe_segment(segment) for segment in segments]
+    if not names or None in names:
+        return None
+    kind = MEDIA_FILES.get(Path(names[-1]).suffix.lower())
+    return None if kind is None else (names, kind)
+
+
 def _directive(request: Request, name: bytes) -> int | None:
     """A delivery directive's value; ValueError when it is not one whole number >= 0."""
     values = request.args.get(name)
@@ -227,12 +236,10 @@ class HlsResource(resource.Resource):
 
     def locate(self, segments: list[bytes]) -> tuple[Path, FileKind] | None:
         """The file ``segments`` names and how to serve it, or None when it must not be served."""
-        names = [_safe_segment(segment) for segment in segments]
-        if not names or None in names:
+        named = _named_media(segments)
+        if named is None:
             return None
-        kind = MEDIA_FILES.get(Path(names[-1]).suffix.lower())
-        if kind is None:
-            return None
+        names, kind = named
         try:
             path = self._root.joinpath(*names).resolve(strict=True)
         except (OSError, RuntimeError):  # missing, or a symlink loop
@@ -282,14 +289,10 @@ class HlsResource(resource.Resource):
 
     def _hinted_part(self, segments: list[bytes]) -> tuple[Path, FileKind] | None:
         """The missing file ``segments`` name, if it is a part a preload hint names now."""
-        if self.reloads is None:
+        named = None if self.reloads is None else _named_media(segments)
+        if named is None:
             return None
-        names = [_safe_segment(segment) for segment in segments]
-        if not names or None in names:
-            return None
-        kind = MEDIA_FILES.get(Path(names[-1]).suffix.lower())
-        if kind is None:
-            return None
+        names, kind = named
         try:
             folder = self._root.joinpath(*names[:-1]).resolve(strict=True)
         except (OSError, RuntimeError):
