@@ -153,8 +153,12 @@ def run_path(path: str, n: int, args, flv: Path, workdir: Path, cloud: CloudStub
                 cloud.reset(f"rtmp://127.0.0.1:{sink.port}/live/{{streamId}}")
                 extra = ["--cloud", cloud.url]
             mode = "copy" if path == "rtmprelay-copy" else "transcode"
+            # MPEG-TS, as the ffmpeg anchor writes: the daemon's default (fMP4 with LL-HLS parts)
+            # would compare a different output
             relay = RelayProcess(
-                ["--hls", str(hls_dir), "--hls-mode", mode, *extra], lifetime=lifetime, log_dir=workdir / "relay"
+                ["--hls", str(hls_dir), "--hls-mode", mode, "--hls-segment-type", "mpegts", *extra],
+                lifetime=lifetime,
+                log_dir=workdir / "relay",
             )
             peers.append(relay)
             relay.start()

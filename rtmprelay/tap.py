@@ -51,6 +51,7 @@ _HTTP_LIMITS = HttpLimits()
 DEFAULT_RTMP_ENDPOINT = "tcp:1935"
 DEFAULT_HTTP_ENDPOINT = "tcp:8888"
 DEFAULT_HLS_DIR = "hls"
+DEFAULT_HLS_PART_S = 0.2
 #: Where --cloud-secret is read from when not given, so that it stays off the command line.
 CLOUD_SECRET_ENV = "RTMPRELAY_CLOUD_SECRET"
 
@@ -172,11 +173,12 @@ class Options(usage.Options):
         ["hls-mode", None, "transcode",
          f"{' or '.join(HLS_MODES)}: re-encode with the encoder settings below (the old relay's FFmpeg "
          "command), or cut the cleaned stream at its keyframes without re-encoding."],
-        ["hls-segment-type", None, "mpegts",
-         f"{' or '.join(CONTAINERS)}: MPEG-TS segments, or fMP4 (CMAF) segments with a DASH manifest "
-         "(manifest.mpd) beside the playlist."],
+        ["hls-segment-type", None, "fmp4",
+         f"{' or '.join(CONTAINERS)}: MPEG-TS segments (plain HLS only), or fMP4 (CMAF) segments with "
+         "Low-Latency HLS parts and a DASH manifest (manifest.mpd) beside the playlist (the default, as "
+         "MediaMTX's)."],
         ["hls-segment", None, 2.0, "Target HLS segment length in seconds.", _positive_float],
-        ["hls-part", None, 0.2,
+        ["hls-part", None, DEFAULT_HLS_PART_S,
          "With --hls-segment-type fmp4: Low-Latency HLS part target in seconds (parts, preload hints, "
          "blocking playlist reloads); 0 writes whole segments only.", _non_negative_float],
         ["hls-window", None, 5, "Segments listed in each playlist; older ones are deleted.", _positive_int],
@@ -408,6 +410,8 @@ class Options(usage.Options):
                 raise ConfigError(f"--hls-cleanup takes seconds or 'never', not {cleanup!r}") from None
             if cleanup_s < 0:
                 raise ConfigError(f"--hls-cleanup {cleanup_s:g} is negative")
+        if self["hls-segment-type"] == "mpegts" and self["hls-part"] not in (0, DEFAULT_HLS_PART_S):
+            raise ConfigError(f"--hls-part {self['hls-part']:g}: LL-HLS parts need --hls-segment-type fmp4, not mpegts")
         width = height = None
         if self["video-size"]:
             try:

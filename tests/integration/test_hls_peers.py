@@ -1,5 +1,10 @@
 """Local HLS from real publishes: ffmpeg and dirty streams -> relay -> playlist and segments
-over HTTP, every segment decoded with PyAV (rtmprelay.testing.hls)."""
+over HTTP, every segment decoded with PyAV (rtmprelay.testing.hls).
+
+These tests read one media playlist of MPEG-TS segments, so they ask for
+``--hls-segment-type mpegts``; the default (fMP4 with LL-HLS parts, a master
+playlist over video.m3u8 and audio.m3u8) is tested in test_llhls_peers.py and by
+the status page's preview in test_status_page_browser.py."""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ from rtmprelay.testing.hls import inspect_segment, read_playlist
 from rtmprelay.testing.players import ffprobe_stream
 
 pytestmark = pytest.mark.peers
+
+TS = ["--hls-segment-type", "mpegts"]
 
 
 def fetch(url: str) -> tuple[int, dict, bytes]:
@@ -64,7 +71,7 @@ def check_transcoded(playlist_text: str, file_for, *, size=None, segment_s=2.0) 
 
 
 def test_a_publish_becomes_hls_served_over_http(rtmprelay_factory, ffmpeg_publisher_factory, tmp_path):
-    relay = rtmprelay_factory()  # the embedded default: HLS written and served
+    relay = rtmprelay_factory(TS)  # HLS written and served, as MPEG-TS
     publisher = ffmpeg_publisher_factory(relay.url("live/user1/hlsdemo"), seconds=7, size="320x240", fps=30, gop=60)
     playlist = relay.hls_dir / "user1" / "hlsdemo" / "index.m3u8"
     assert wait_for(playlist.exists), relay.log_text
@@ -98,7 +105,7 @@ def test_a_publish_becomes_hls_served_over_http(rtmprelay_factory, ffmpeg_publis
 
 
 def test_a_reconnect_continues_the_playlist_after_a_discontinuity(rtmprelay_factory, ffmpeg_publisher_factory):
-    relay = rtmprelay_factory()
+    relay = rtmprelay_factory(TS)
     url = relay.url("live/user1/again")
     for _ in range(2):
         publisher = ffmpeg_publisher_factory(url, seconds=4, size="160x96", fps=30, gop=60)
@@ -128,7 +135,7 @@ def test_api_streams_reports_the_hls_pipeline(rtmprelay_factory, ffmpeg_publishe
 
 
 def test_copy_mode_cuts_the_cleaned_stream_at_its_keyframes(rtmprelay_factory, ffmpeg_publisher_factory):
-    relay = rtmprelay_factory(["--hls-mode", "copy"])
+    relay = rtmprelay_factory(["--hls-mode", "copy", *TS])
     publisher = ffmpeg_publisher_factory(relay.url("live/user1/copied"), seconds=7, size="320x240", fps=30, gop=60)
     publisher.wait()
     publisher.check()
@@ -154,7 +161,7 @@ DIRTY = d.DirtyStreamSpec(seconds=9, size=(320, 240), fps=30).with_faults(
 
 def test_a_dirty_stream_comes_out_as_clean_hls(rtmprelay_factory, dirty_stream_factory, dirty_publisher_factory):
     """The glasses' stream (9-15 fps, keyframes 0.07-3 s apart, a 20 s jump) becomes strict HLS."""
-    relay = rtmprelay_factory()
+    relay = rtmprelay_factory(TS)
     stream = dirty_stream_factory(DIRTY)
     publisher = dirty_publisher_factory(relay.url("live/glasses/dirty"), stream)
     publisher.wait()
@@ -170,7 +177,7 @@ def test_a_dirty_stream_comes_out_as_clean_hls(rtmprelay_factory, dirty_stream_f
 def test_the_window_slides_old_segments_go_and_files_are_removed_after_unpublish(
     rtmprelay_factory, ffmpeg_publisher_factory
 ):
-    relay = rtmprelay_factory(["--hls-segment", "1", "--hls-window", "3", "--hls-cleanup", "2", "--gop", "30"])
+    relay = rtmprelay_factory(["--hls-segment", "1", "--hls-window", "3", "--hls-cleanup", "2", "--gop", "30", *TS])
     publisher = ffmpeg_publisher_factory(relay.url("live/user1/window"), seconds=9, size="160x96", fps=30, gop=30)
     folder = relay.hls_dir / "user1" / "window"
     playlist_path = folder / "index.m3u8"

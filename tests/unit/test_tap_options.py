@@ -16,7 +16,8 @@ def parse(*args: str) -> Options:
 
 def test_the_default_is_the_old_relays_transcode():
     settings = parse()["hls-settings"]
-    assert (settings.mode, settings.container, settings.segment_s, settings.window) == ("transcode", "mpegts", 2.0, 5)
+    # the old relay's encode, 2 s segments and a list of 5; in fMP4 with LL-HLS parts (MediaMTX's default)
+    assert (settings.mode, settings.container, settings.segment_s, settings.window) == ("transcode", "fmp4", 2.0, 5)
     t = settings.transcode
     assert (t.fps, t.gop, t.preset, t.tune, t.profile, t.level) == (30, 60, "veryfast", "zerolatency", "baseline", "3.1")
     assert (t.video_bitrate, t.maxrate, t.bufsize, t.pix_fmt) == (2_000_000, 2_500_000, 4_000_000, "yuv420p")
@@ -39,7 +40,8 @@ def test_encoder_and_hls_options():
 
 
 def test_ll_hls_parts_come_with_fmp4_and_hls_part_0_turns_them_off():
-    assert not parse()["hls-settings"].low_latency  # MPEG-TS: whole segments
+    assert parse()["hls-settings"].low_latency  # the default: fMP4 with LL-HLS parts, as MediaMTX
+    assert not parse("--hls-segment-type", "mpegts")["hls-settings"].low_latency  # MPEG-TS: whole segments
     fmp4 = parse("--hls-segment-type", "fmp4")["hls-settings"]
     assert fmp4.low_latency and fmp4.segment_settings().part_target_s == 0.2
     assert parse("--hls-segment-type", "fmp4", "--hls-part", "0.333")["hls-settings"].segment_settings().part_target_s == 0.333
@@ -51,6 +53,7 @@ def test_ll_hls_parts_come_with_fmp4_and_hls_part_0_turns_them_off():
     [
         (["--hls-segment-type", "fmp4", "--hls-part", "3"], "longer than the segment target"),
         (["--hls-part", "-1"], "0 or more"),
+        (["--hls-segment-type", "mpegts", "--hls-part", "0.5"], "need --hls-segment-type fmp4"),
         (["--hls-mode", "remux"], "choose one of transcode, copy"),
         (["--hls-segment-type", "webm"], "choose one of mpegts, fmp4"),
         (["--video-size", "1280"], "WIDTHxHEIGHT"),
