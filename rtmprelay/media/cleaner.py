@@ -2,21 +2,36 @@
 
 For each stream it
 
-* puts both tracks on one output timeline from 0, monotonic, re-basing
-  jumps and resets (``timeline.TrackTimeline``);
+* puts both tracks on one output timeline, monotonic, re-basing jumps and
+  resets (``timeline.TrackTimeline``);
 * times audio by its sample count (1024 samples per AAC frame), so the audio
   clock is exact, and fills gaps with silent AAC frames;
-* lays video on a fixed frame-rate grid: frames that come too fast are dropped
-  when nothing references them (else retimed), frames that come too slowly are
-  followed by generated skip P-frames that repeat the last picture;
-* relabels keyframes closer together than the destination's minimum as inter
-  frames (the IDR itself stays), and reports GOPs longer than its maximum;
-* releases audio and video interleaved in timestamp order, holding nothing
-  longer than the interleave bound.
+* lays video on a fixed frame-rate grid with hysteresis: a frame takes the
+  slot after the previous one unless it is more than ``SLOT_TOLERANCE``
+  periods early (dropped when nothing references it, else retimed) or late
+  (the slots between are filled with generated skip P-frames that repeat the
+  last picture, where the stream allows it, else left empty). The grid's
+  phase is the first frame's and follows the input's by at most
+  ``PHASE_STEP_MS`` per frame, so a clean constant-rate stream comes out
+  frame for frame whatever its phase against the audio or the arrival clock;
+* relabels keyframes closer together (on the input timeline) than the
+  destination's minimum as inter frames (the IDR itself stays), and reports
+  GOPs longer than its maximum;
+* releases audio and video in timestamp order as soon as neither track can
+  still produce an earlier message: each track's next timestamp is known (the
+  next grid slot, the next sample position), so a message waits only until
+  the other track's next message is due, and never longer than the
+  interleave bound.
 
-It never decodes a picture. Malformed media is counted and passed on
-untouched rather than corrupted. Time comes in as an argument (``now``, in
-seconds); the cleaner reads no clock. It never imports Twisted.
+What it generates (skip frames, silence) is bounded per track: at most
+``GENERATED_BURST_S`` seconds of it in one call, refilled at
+``GENERATED_RATE`` seconds per second of arrival time; a longer gap stays a
+gap. Frame rates from the publisher are clamped to ``MIN_FPS..MAX_FPS``; AAC
+sample rates outside ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE`` are not timed by
+sample count. Malformed media is counted (rule ``well_formed_media``, logged
+by the registry) and passed on untouched, or skipped when it holds no
+picture: ``push`` raises nothing for any input. Time comes in as an argument
+(``now``, in seconds); the cleaner reads no clock. It never imports Twisted.
 """
 
 from __future__ import annotations
@@ -41,6 +56,22 @@ FRAME_INTER = 2
 
 #: Input frame rate and keyframe interval are measured over this much input.
 _MEASURE_WINDOW_S = 5.0
+#: The bitrate rule is judged over this much input (several GOPs), not before.
+BITRATE_WINDOW_S = 10.0
+
+#: Frame rates a publisher declares (onMetaData, SPS timing) are clamped to this range.
+MIN_FPS, MAX_FPS = 1.0, 120.0
+#: AAC sample rates outside this range are passed on without sample-count timing.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 7350, 96000
+#: A frame within this many periods of the slot after the previous one takes that slot.
+SLOT_TOLERANCE = 0.75
+#: The grid's phase follows the input's by at most this much per frame (output steps stay within 1 ms).
+PHASE_STEP_MS = 0.3
+_PHASE_GAIN = 1 / 16
+#: Generated media per track: at most this many seconds of it in one call ...
+GENERATED_BURST_S = 2.0
+#: ... and on average this many seconds of it per second of arrival time.
+GENERATED_RATE = 2.0
 
 
 @attrs.frozen
@@ -59,6 +90,8 @@ class CleanerConfig:
     wallclock: bool = False
     min_bitrate: int | None = None
     max_bitrate: int | None = None
+    #: The destination profile the rules come from (named in verdicts).
+    profile: str = "custom"
 
     @classmethod
     def from_profile(cls, profile: DestinationProfile | str, **overrides) -> "CleanerConfig":
@@ -70,6 +103,7 @@ class CleanerConfig:
             "max_keyframe_interval_s": profile.max_keyframe_interval_s,
             "min_bitrate": profile.min_bitrate,
             "max_bitrate": profile.max_bitrate,
+            "profile": profile.name,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -137,6 +171,37 @@ class CleanerCounters:
         return attrs.asdict(self)
 
 
+class _Budget:
+    """A token bucket bounding generated media: ``burst`` items at most in one call,
+    ``rate`` items per second of arrival time on average."""
+
+    __slots__ = ("rate", "burst", "tokens", "last")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst, self.tokens, self.last = rate, burst, burst, None
+
+    def take(self, wanted: int, now: float) -> int:
+        """How many of ``wanted`` items may be made now (taken from the bucket)."""
+        if self.last is None or now < self.last:
+            self.last = now
+        elif now > self.last:
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+            self.last = now
+        granted = max(0, min(wanted, int(self.tokens)))
+        self.tokens -= granted
+        return granted
+
+    def give_back(self, unused: int) -> None:
+        self.tokens = min(self.burst, self.tokens + unused)
+
+
+def clamp_fps(fps: float | None) -> float | None:
+    """A publisher's frame rate in ``MIN_FPS..MAX_FPS``; None for nothing usable (NaN, <= 0)."""
+    if fps is None or not fps > 0:  # NaN fails too
+        return None
+    return min(MAX_FPS, max(MIN_FPS, float(fps)))
+
+
 class StreamCleaner:
     """Feed it media messages with ``push``; send on what it returns."""
 
@@ -148,20 +213,25 @@ class StreamCleaner:
         self._queue: list = []  # heap of (timestamp, seq, arrival, MediaMessage)
         self._seq = itertools.count()
         self._origin: float | None = None
+        #: Timestamp of the last message released: nothing later may go below it.
+        self._released_ms = 0
         # video
-        self._fps = config.fps
+        self._fps = clamp_fps(config.fps)
         self._video_timeline: TrackTimeline | None = None
         self._avc: avcc.AVCConfig | None = None
         self._video_passthrough = False
         self._skip = SkipFrameMaker()
+        self._skip_budget: _Budget | None = None
+        self._grid_origin = 0.0
         self._last_slot: int | None = None
         self._last_cts = 0
         self._seen_keyframe = False
         self._skipping_to_keyframe = False
-        self._last_key_out_ms: float | None = None
+        self._last_key_time_ms: float | None = None
         self._last_key_in_ms: float | None = None
         self._long_gop_reported = False
         self._video_out_ms = 0
+        self._video_floor: float | None = None  # the next video frame's timestamp is at least this
         self._video_last_arrival: float | None = None
         self._declared_fps: float | None = None
         self._width: int | None = None
@@ -170,41 +240,49 @@ class StreamCleaner:
         self._audio_timeline: TrackTimeline | None = None
         self._aac: aac.AacConfig | None = None
         self._silence: bytes | None = None
-        self._samples = 0
+        self._silence_budget: _Budget | None = None
+        self._samples: int | None = None  # sample position of the next AAC frame out
         self._audio_out_ms = 0
+        self._audio_floor: float | None = None
         self._audio_last_arrival: float | None = None
-        self._audio_passthrough = False
         self._audio_header_byte = 0xAF
         # input measurements
         self._video_times: deque = deque()
-        self._key_times: deque = deque()
         self._bytes: deque = deque()
         self._bytes_in_window = 0
 
     # -- public --------------------------------------------------------------------------
 
     def push(self, type_id: int, timestamp: int, payload: bytes, now: float) -> list[MediaMessage]:
+        """Take one message that arrived at ``now`` (s); return what may leave now. Raises nothing."""
         if self._origin is None:
             self._origin = now
-        if type_id == VIDEO:
-            self._push_video(timestamp, payload, now)
-            self._keep_audio_flowing(now)
-        elif type_id == AUDIO:
-            self._push_audio(timestamp, payload, now)
-        else:
-            self._enqueue(type_id, int(max(self._video_out_ms, self._audio_out_ms)), payload, now)
+        try:
+            if type_id == VIDEO:
+                self._push_video(timestamp, payload, now)
+            elif type_id == AUDIO:
+                self._push_audio(timestamp, payload, now)
+            else:
+                self._enqueue(type_id, max(self._video_out_ms, self._audio_out_ms), payload, now)
+        except MediaError as error:
+            # A frame the skip-frame maker or a parser could not follow: it goes on as it came.
+            self._malformed(str(error))
+            self._enqueue(type_id, self._side_ms(type_id), payload, now)
         self._measure_bytes(len(payload), now)
         return self.poll(now)
 
     def poll(self, now: float) -> list[MediaMessage]:
-        """What may leave now: everything both tracks have passed, or held past the bound."""
+        """What may leave now: what no track can still precede, and what was held past the bound."""
         self._keep_audio_flowing(now)
         limit = self._release_limit(now)
         held_since = now - self.config.interleave_delay_ms / 1000.0
         out = []
         queue = self._queue
         while queue and (queue[0][0] <= limit or queue[0][2] <= held_since):
-            out.append(heapq.heappop(queue)[3])
+            item = heapq.heappop(queue)
+            if item[0] > self._released_ms:
+                self._released_ms = item[0]
+            out.append(item[3])
         return out
 
     def finish(self) -> list[MediaMessage]:
@@ -224,8 +302,10 @@ class StreamCleaner:
         """onMetaData describing the output: frame rate, size and codec ids."""
         out = dict(metadata)
         declared = metadata.get("framerate") or metadata.get("videoframerate")
-        if isinstance(declared, (int, float)) and declared > 0:
-            self._declared_fps = float(declared)
+        if isinstance(declared, (int, float)) and not isinstance(declared, bool):
+            fps = clamp_fps(declared)
+            if fps is not None:
+                self._declared_fps = fps
         fps = self._output_fps()
         if fps:
             out["framerate"] = float(fps)
@@ -248,15 +328,15 @@ class StreamCleaner:
         self._video_last_arrival = now
         try:
             tag = tags.parse_video_tag(payload)
-        except MediaError:
-            self.counters.malformed += 1
-            self._enqueue(VIDEO, self._video_out_ms, payload, now)
+        except MediaError as error:
+            self._malformed(f"video tag: {error}")
+            self._enqueue(VIDEO, self._side_ms(VIDEO), payload, now)
             return
         if tag.packet_type == 0:
             self._on_video_config(tag, payload, now)
             return
         if tag.packet_type != 1 or tag.frame_type == 5:
-            self._enqueue(VIDEO, self._video_out_ms, payload, now)  # end of sequence, command frames
+            self._enqueue(VIDEO, self._side_ms(VIDEO), payload, now)  # end of sequence, command frames
             return
         self.counters.video_in += 1
         self._measure_video(timestamp, tag.frame_type == FRAME_KEY)
@@ -266,11 +346,14 @@ class StreamCleaner:
             self._video_passthrough_frame(stamp.time_ms, payload, now)
             return
         try:
-            nals = avcc.split_nal_units(tag.data, self._avc.nal_length_size)
-        except MediaError:
-            self.counters.malformed += 1
+            nals = [nal for nal in avcc.split_nal_units(tag.data, self._avc.nal_length_size) if nal]
+        except MediaError as error:
+            self._malformed(f"video frame: {error}")
             self._video_passthrough_frame(stamp.time_ms, payload, now)
             return
+        if not any(avcc.nal_unit_type(nal) in (1, 5) for nal in nals):
+            self._malformed("a video frame without a slice")
+            return  # no picture: nothing to place on the grid
         is_key = tag.frame_type == FRAME_KEY
         if not self._seen_keyframe and not is_key:
             self.counters.dropped_before_keyframe += 1
@@ -283,58 +366,74 @@ class StreamCleaner:
         self._place_frame(tag, payload, nals, stamp.time_ms, now)
 
     def _place_frame(self, tag, original: bytes, nals: list[bytes], time_ms: float, now: float) -> None:
+        """Put one frame on the grid: the slot after the last one unless it is far early or late."""
         period = 1000.0 / self._output_fps()
-        target = round(time_ms / period)
         is_key = tag.frame_type == FRAME_KEY
         last = self._last_slot
         if last is None:
-            slot = target
-        elif target <= last:
-            if not is_key and all(avcc.nal_ref_idc(n) == 0 for n in nals if avcc.nal_unit_type(n) in (1, 5)):
-                self.counters.dropped += 1
-                self._verdict("constant_frame_rate", True, True, "frames faster than the output rate")
-                return
-            slot = last + 1
-            if (slot - target) * period > self.config.max_video_lag_ms and not is_key:
-                self.counters.dropped_for_lag += 1
-                self._skipping_to_keyframe = True
-                self._verdict("constant_frame_rate", True, True, "video ran ahead of its clock; skipped to a keyframe")
-                return
-            self.counters.retimed += 1
-        elif target > last + 1:
-            slot = self._fill_gap(last, target, now)
+            # The grid's phase is the first frame's: a constant-rate input sits on it exactly.
+            self._grid_origin = max(time_ms, float(self._released_ms))
+            slot = 0
         else:
-            slot = target
-        self._emit_frame(tag, original, nals, slot, period, now)
+            slot = last + 1
+            error = (time_ms - self._grid_origin) / period - slot
+            if error < -SLOT_TOLERANCE:
+                if not is_key and all(avcc.nal_ref_idc(n) == 0 for n in nals if avcc.nal_unit_type(n) in (1, 5)):
+                    self.counters.dropped += 1
+                    self._verdict("constant_frame_rate", True, True, "frames faster than the output rate")
+                    return
+                if -error * period > self.config.max_video_lag_ms and not is_key:
+                    self.counters.dropped_for_lag += 1
+                    self._skipping_to_keyframe = True
+                    self._verdict("constant_frame_rate", True, True, "video ran ahead of its clock; skipped to a keyframe")
+                    return
+                self.counters.retimed += 1
+            elif error > SLOT_TOLERANCE:
+                slot = self._fill_gap(last, slot + round(error), now)
+            else:
+                # on time: the grid follows the input's phase, slowly enough to stay a grid
+                step = error * period * _PHASE_GAIN
+                self._grid_origin += max(-PHASE_STEP_MS, min(PHASE_STEP_MS, step))
+            # Never below what already left (a track that was idle past the interleave bound).
+            floor_slot = math.ceil((self._released_ms - self._grid_origin) / period - 1e-9)
+            if slot < floor_slot:
+                slot = floor_slot
+                self.counters.retimed += 1
+        self._emit_frame(tag, original, nals, slot, period, time_ms, now)
 
     def _fill_gap(self, last: int, target: int, now: float) -> int:
-        """Slots after ``last`` up to ``target`` are empty; fill them; return the frame's slot."""
+        """Slots after ``last`` up to ``target`` are empty; fill what may be filled; return the frame's slot."""
+        fps = self._output_fps()
         missing = target - last - 1
-        max_fill = int(self.config.max_fill_s * self._output_fps())
-        if missing > max_fill:
+        if missing > self.config.max_fill_s * fps:
             # A stall this long is not a frame rate problem: leave the gap.
-            self._verdict("continuous_video", True, False, f"no video for {missing / self._output_fps():.1f} s")
+            self._verdict("continuous_video", True, False, f"no video for {missing / fps:.1f} s")
             return target
-        if self._skip.can_repeat:
-            period = 1000.0 / self._output_fps()
-            for slot in range(last + 1, target):
-                self._emit_skip_frame(slot, period, now)
-            self.counters.duplicated += missing
+        if self._skip_budget is None:
+            self._skip_budget = _Budget(GENERATED_RATE * fps, GENERATED_BURST_S * fps)
+        allowed = self._skip_budget.take(missing, now) if self._skip.can_repeat else 0
+        period = 1000.0 / fps
+        made = 0
+        while made < allowed and self._skip.can_repeat:
+            self._emit_skip_frame(last + 1 + made, period, now)
+            made += 1
+        self._skip_budget.give_back(allowed - made)
+        self.counters.duplicated += made
+        if made == missing:
             self._verdict("constant_frame_rate", True, True, "frames slower than the output rate")
             return target
-        # B-frames or a reference structure a skip frame cannot repeat: snap to the grid instead.
+        # B-frames, a reference structure a skip frame cannot repeat, or the bound: leave a gap.
         self.counters.retimed += 1
-        self._verdict("constant_frame_rate", True, False, f"frames slower than the output rate; {self._skip.why_not}")
+        why = self._skip.why_not or f"at most {GENERATED_BURST_S:g} s of generated frames at once"
+        self._verdict("constant_frame_rate", True, False, f"frames slower than the output rate; {why}")
         return target
 
-    def _emit_frame(self, tag, original: bytes, nals: list[bytes], slot: int, period: float, now: float) -> None:
+    def _emit_frame(self, tag, original: bytes, nals: list[bytes], slot: int, period: float, time_ms: float, now: float) -> None:
         send_nals = self._skip.observe_frame(nals)
         frame_type = tag.frame_type
-        out_ms = round(slot * period)
         if frame_type == FRAME_KEY:
             self._seen_keyframe = True
-            frame_type = self._keyframe_label(out_ms)
-        self._last_slot = slot
+            frame_type = self._keyframe_label(time_ms + tag.composition_time)
         self._last_cts = tag.composition_time
         if send_nals is nals and frame_type == tag.frame_type:
             payload = original  # the common case: not a byte changed
@@ -343,35 +442,43 @@ class StreamCleaner:
         else:
             data = avcc.join_nal_units(send_nals, self._avc.nal_length_size)
             payload = tags.build_video_tag(frame_type, 1, data, tag.composition_time)
-        self._video_out_ms = out_ms
-        self.counters.video_out += 1
-        self._enqueue(VIDEO, out_ms, payload, now)
+        self._emit_video(slot, period, payload, now)
 
     def _emit_skip_frame(self, slot: int, period: float, now: float) -> None:
         nals = self._skip.make_repeat()
-        out_ms = round(slot * period)
         payload = tags.build_video_tag(FRAME_INTER, 1, avcc.join_nal_units(nals, self._avc.nal_length_size), self._last_cts)
+        self._emit_video(slot, period, payload, now)
+
+    def _emit_video(self, slot: int, period: float, payload: bytes, now: float) -> None:
+        out_ms = max(round(self._grid_origin + slot * period), self._released_ms)
         self._last_slot = slot
         self._video_out_ms = out_ms
+        # the next slot, less what the phase may still move
+        self._video_floor = self._grid_origin + (slot + 1) * period - PHASE_STEP_MS - 0.5
         self.counters.video_out += 1
         self._enqueue(VIDEO, out_ms, payload, now)
 
-    def _keyframe_label(self, out_ms: int) -> int:
-        """Keep the key label only where the destination wants a keyframe."""
-        last = self._last_key_out_ms
+    def _keyframe_label(self, time_ms: float) -> int:
+        """Keep the key label only where the destination wants a keyframe, judged on the
+        input's presentation times: keyframes the input already spaced far enough apart
+        stay keyframes, whatever the grid did to their decoding times (an encoder whose
+        muxer squashed its first decoding times, as GStreamer's flvmux does with B-frames,
+        has its first GOP a frame or two short in DTS and exact in PTS)."""
+        last = self._last_key_time_ms
         min_gap = self.config.min_keyframe_interval_s * 1000.0
         # Half a frame of slack: a 2 s GOP on a 30 fps grid lands on 1999.8 or 2000.1 ms.
-        if last is not None and out_ms - last < min_gap - 500.0 / self._output_fps():
+        if last is not None and time_ms - last < min_gap - 500.0 / self._output_fps():
             self.counters.keyframes_relabelled += 1
-            self._verdict("min_keyframe_interval", True, True, f"keyframes {(out_ms - last) / 1000:.2f} s apart")
+            self._verdict("min_keyframe_interval", True, True, f"keyframes {(time_ms - last) / 1000:.2f} s apart")
             return FRAME_INTER
-        self._last_key_out_ms = out_ms
+        self._last_key_time_ms = time_ms
         self._long_gop_reported = False
         return FRAME_KEY
 
     def _video_passthrough_frame(self, time_ms: float, payload: bytes, now: float) -> None:
-        out_ms = max(int(round(time_ms)), self._video_out_ms + (1 if self.counters.video_out else 0))
+        out_ms = max(int(round(time_ms)), self._video_out_ms + (1 if self.counters.video_out else 0), self._released_ms)
         self._video_out_ms = out_ms
+        self._video_floor = out_ms
         self.counters.video_out += 1
         self._enqueue(VIDEO, out_ms, payload, now)
 
@@ -383,14 +490,14 @@ class StreamCleaner:
             try:
                 config = avcc.parse_avc_config(tag.data)
             except MediaError as error:
-                self.counters.malformed += 1
+                self._malformed(f"AVC configuration: {error}")
                 self._video_passthrough = True
                 self._verdict("video_codec", True, False, f"unreadable AVC configuration: {error}")
             else:
                 self._avc = config
                 self._skip.observe_config(list(config.sps), list(config.pps))
                 self._read_sps(config)
-        self._enqueue(VIDEO, self._video_out_ms, payload, now)
+        self._enqueue(VIDEO, self._side_ms(VIDEO), payload, now)
 
     def _read_sps(self, config) -> None:
         from rtmprelay.media import avc
@@ -403,7 +510,7 @@ class StreamCleaner:
             return
         self._width, self._height = sps.width, sps.height
         if sps.frame_rate:
-            self._declared_fps = self._declared_fps or float(sps.frame_rate)
+            self._declared_fps = self._declared_fps or clamp_fps(float(sps.frame_rate))
 
     def _output_fps(self) -> float:
         if self._fps is None:
@@ -422,9 +529,9 @@ class StreamCleaner:
         self._audio_last_arrival = now
         try:
             tag = tags.parse_audio_tag(payload)
-        except MediaError:
-            self.counters.malformed += 1
-            self._enqueue(AUDIO, self._audio_out_ms, payload, now)
+        except MediaError as error:
+            self._malformed(f"audio tag: {error}")
+            self._enqueue(AUDIO, self._side_ms(AUDIO), payload, now)
             return
         if tag.aac_packet_type == 0:
             self._on_audio_config(tag, payload, now)
@@ -436,31 +543,51 @@ class StreamCleaner:
         stamp = self._place(self._audio_timeline, timestamp, now, self._video_timeline)
         self._note_repair("audio", stamp.repair)
         if self._aac is None or tag.aac_packet_type is None:
-            out_ms = max(int(round(stamp.time_ms)), self._audio_out_ms)
+            out_ms = max(int(round(stamp.time_ms)), self._audio_out_ms, self._released_ms)
             self._audio_out_ms = out_ms
+            self._audio_floor = out_ms
             self.counters.audio_out += 1
             self._enqueue(AUDIO, out_ms, payload, now)
             return
         rate = self._aac.sample_rate
-        if self.counters.audio_out == 0:
+        if self._samples is None:
             # The first frame starts the sample clock where the timeline put it.
-            self._samples = round(stamp.time_ms * rate / 1000.0)
-        expected_ms = self._samples * 1000.0 / rate
-        late = stamp.time_ms - expected_ms
-        if late > 1.5 * frame_ms and self._silence is not None:
-            missing = min(int(round(late / frame_ms)), int(self.config.max_fill_s * 1000 / frame_ms))
-            for _ in range(missing):
-                self._emit_audio(aac_payload(self._audio_header_byte, self._silence), now)
-            self.counters.silence_inserted += missing
-            self._verdict("continuous_audio", True, True, f"audio gap of {late:.0f} ms")
-        elif late > 1.5 * frame_ms:
-            self._samples = round(stamp.time_ms * rate / 1000.0)  # no silence to fill with: jump
-            self._verdict("continuous_audio", True, False, f"audio gap of {late:.0f} ms (no silent frame for this AAC type)")
+            self._samples = round(max(stamp.time_ms, self._released_ms) * rate / 1000.0)
+        late = stamp.time_ms - self._samples * 1000.0 / rate
+        if late > 1.5 * frame_ms:
+            filled = self._fill_silence(int(round(late / frame_ms)), now)
+            if filled is None:
+                self._jump_samples(stamp.time_ms)
+                self._verdict("continuous_audio", True, False, f"audio gap of {late:.0f} ms (no silent frame for this AAC type)")
+            elif filled * frame_ms < late - 1.5 * frame_ms:
+                self._jump_samples(stamp.time_ms)
+                self._verdict("continuous_audio", True, False, f"audio gap of {late:.0f} ms, longer than the silence bound")
+            else:
+                self._verdict("continuous_audio", True, True, f"audio gap of {late:.0f} ms")
         elif late < -self.config.interleave_delay_ms:
             # More audio than time: the device's audio clock runs fast. Drop to stay in sync.
             self.counters.audio_dropped += 1
             return
         self._emit_audio(payload, now)
+
+    def _fill_silence(self, wanted: int, now: float) -> int | None:
+        """Emit up to ``wanted`` silent frames (within the bound); how many, or None without a silent frame."""
+        if self._silence is None:
+            return None
+        if self._silence_budget is None:
+            per_second = self._aac.sample_rate / self._aac.frame_length
+            self._silence_budget = _Budget(GENERATED_RATE * per_second, GENERATED_BURST_S * per_second)
+        granted = self._silence_budget.take(wanted, now)
+        silence = aac_payload(self._audio_header_byte, self._silence)
+        for _ in range(granted):
+            self._emit_audio(silence, now)
+        self.counters.silence_inserted += granted
+        return granted
+
+    def _jump_samples(self, time_ms: float) -> None:
+        """Move the sample clock forward to ``time_ms`` (a gap the silence could not fill)."""
+        self._samples = max(self._samples, round(time_ms * self._aac.sample_rate / 1000.0))
+        self._audio_floor = self._samples * 1000.0 / self._aac.sample_rate - 0.5
 
     def _keep_audio_flowing(self, now: float) -> None:
         """While video runs and audio has stopped coming, fill the audio track with silence.
@@ -468,42 +595,65 @@ class StreamCleaner:
         Filling only when audio resumes would send the silence after video that
         already went out; a live destination wants audio that never stops.
         """
-        if self._silence is None or self.counters.audio_out == 0 or self._audio_last_arrival is None:
+        if self._silence is None or self._samples is None or self._audio_last_arrival is None:
             return
         bound = self.config.interleave_delay_ms / 1000.0
         video_running = self._video_last_arrival is not None and now - self._video_last_arrival < bound
         if not video_running or now - self._audio_last_arrival < bound:
             return
         frame_ms = self._audio_frame_ms()
-        silence = aac_payload(self._audio_header_byte, self._silence)
-        filled = 0
-        while self._samples * 1000.0 / self._aac.sample_rate + frame_ms <= self._video_out_ms:
-            self._emit_audio(silence, now)
-            filled += 1
-        if filled:
-            self.counters.silence_inserted += filled
+        behind = self._video_out_ms - self._samples * 1000.0 / self._aac.sample_rate
+        if behind <= 0:
+            return
+        if behind > self.config.max_fill_s * 1000.0:
+            self._jump_samples(self._video_out_ms)
+            self._verdict("continuous_audio", True, False, f"no audio for {behind / 1000:.1f} s while video ran")
+            return
+        if self._fill_silence(math.ceil(behind / frame_ms), now):  # past the video: it may leave
             self._verdict("continuous_audio", True, True, "audio stopped while video ran")
 
     def _emit_audio(self, payload: bytes, now: float) -> None:
-        out_ms = int(round(self._samples * 1000.0 / self._aac.sample_rate))
+        rate = self._aac.sample_rate
+        out_ms = int(round(self._samples * 1000.0 / rate))
+        if out_ms < self._released_ms:
+            # audio was idle past the interleave bound and the other track went on: catch up
+            self._jump_samples(self._released_ms)
+            out_ms = int(round(self._samples * 1000.0 / rate))
         self._samples += self._aac.frame_length
         self._audio_out_ms = out_ms
+        self._audio_floor = self._samples * 1000.0 / rate - 0.5
         self.counters.audio_out += 1
         self._enqueue(AUDIO, out_ms, payload, now)
 
     def _on_audio_config(self, tag, payload: bytes, now: float) -> None:
         self._audio_header_byte = payload[0]
         try:
-            self._aac = aac.parse_aac_config(tag.data)
+            config = aac.parse_aac_config(tag.data)
         except MediaError as error:
-            self.counters.malformed += 1
+            self._malformed(f"AudioSpecificConfig: {error}")
             self._verdict("audio_codec", True, False, f"unreadable AudioSpecificConfig: {error}")
         else:
-            try:
-                self._silence = aac.silent_frame(self._aac)
-            except MediaError:
-                self._silence = None
-        self._enqueue(AUDIO, self._audio_out_ms, payload, now)
+            if not MIN_SAMPLE_RATE <= config.sample_rate <= MAX_SAMPLE_RATE or config.frame_length <= 0:
+                self._malformed(f"AAC sample rate {config.sample_rate}")
+                self._verdict("audio_codec", True, False, f"AAC sample rate {config.sample_rate} Hz is out of range")
+            elif self._aac is None or (config.sample_rate, config.frame_length) == (self._aac.sample_rate, self._aac.frame_length):
+                self._aac = config
+                try:
+                    self._silence = aac.silent_frame(config)
+                except MediaError:
+                    self._silence = None
+            else:
+                # A new rate mid-stream: the sample clock restarts where the old one ended.
+                position_ms = None if self._samples is None else self._samples * 1000.0 / self._aac.sample_rate
+                self._aac = config
+                self._silence_budget = None
+                try:
+                    self._silence = aac.silent_frame(config)
+                except MediaError:
+                    self._silence = None
+                if position_ms is not None:
+                    self._samples = math.ceil(position_ms * config.sample_rate / 1000.0)
+        self._enqueue(AUDIO, self._side_ms(AUDIO), payload, now)
 
     def _audio_frame_ms(self) -> float:
         if self._aac is None:
@@ -524,20 +674,34 @@ class StreamCleaner:
             anchor = other.last_out + (now - other.last_arrival) * 1000.0
         return timeline.place(timestamp, now, anchor)
 
+    def _side_ms(self, type_id: int) -> int:
+        """Timestamp of a message that is not a frame (sequence header, end of sequence, a
+        malformed tag): where its track is, never below what already left."""
+        own = self._video_out_ms if type_id == VIDEO else self._audio_out_ms if type_id == AUDIO else 0
+        return max(own, self._released_ms)
+
     def _release_limit(self, now: float) -> float:
-        """Messages up to this time are safe to release: no track can go below it."""
+        """Messages up to this time are safe to release: no active track can still go below it.
+
+        A track that has not started, or sent nothing for the interleave bound, does not
+        hold the other back; when it comes (back), it starts at or after what left.
+        """
         bound = self.config.interleave_delay_ms / 1000.0
-        limits = []
-        for last_arrival, last_out in (
-            (self._video_last_arrival, self._video_out_ms),
-            (self._audio_last_arrival, self._audio_out_ms),
+        limit = math.inf
+        for last_arrival, floor in (
+            (self._video_last_arrival, self._video_floor),
+            (self._audio_last_arrival, self._audio_floor),
         ):
-            if last_arrival is not None and now - last_arrival < bound:
-                limits.append(last_out)
-        return min(limits) if limits else math.inf
+            if floor is not None and now - last_arrival < bound and floor < limit:
+                limit = floor
+        return limit
 
     def _enqueue(self, type_id: int, timestamp: int, payload: bytes, now: float) -> None:
         heapq.heappush(self._queue, (timestamp, next(self._seq), now, MediaMessage(type_id, timestamp, payload)))
+
+    def _malformed(self, detail: str) -> None:
+        self.counters.malformed += 1
+        self._verdict("well_formed_media", True, False, detail)
 
     def _note_repair(self, track: str, repair: Repair | None) -> None:
         if repair is None:
@@ -587,18 +751,34 @@ class StreamCleaner:
             self._verdict("max_keyframe_interval", True, False, f"GOP over {limit:g} s; needs re-encoding")
 
     def _measure_bytes(self, size: int, now: float) -> None:
+        """Input bitrate over the last ``BITRATE_WINDOW_S`` of arrival time; the bitrate rule
+        is judged once that much input has been seen (one second says little about a stream)."""
         window = self._bytes
         window.append((now, size))
         self._bytes_in_window += size
-        while now - window[0][0] > _MEASURE_WINDOW_S:
+        while now - window[0][0] > BITRATE_WINDOW_S:
             self._bytes_in_window -= window.popleft()[1]
         span = now - window[0][0]
         if span >= 1.0:
             rate = self.counters.input_bitrate = round(self._bytes_in_window * 8 / span)
+            if now - self._origin < BITRATE_WINDOW_S:
+                return
             low, high = self.config.min_bitrate, self.config.max_bitrate
-            if (low is not None and rate < low) or (high is not None and rate > high):
-                self._verdict("bitrate", True, False, f"{rate / 1e6:.2f} Mbit/s")
+            if low is not None and rate < low:
+                self._verdict("bitrate", True, False, f"{rate / 1e6:.2f} Mbit/s over {span:.0f} s, under the {self.config.profile} minimum of {low / 1e6:g} Mbit/s")
+            elif high is not None and rate > high:
+                self._verdict("bitrate", True, False, f"{rate / 1e6:.2f} Mbit/s over {span:.0f} s, over the {self.config.profile} maximum of {high / 1e6:g} Mbit/s")
 
 
 def aac_payload(header_byte: int, frame: bytes) -> bytes:
     return bytes((header_byte, 1)) + frame
+
+
+def silent_audio_payloads(config: aac.AacConfig, count: int, header_byte: int = 0xAF) -> list[bytes]:
+    """``count`` FLV audio bodies (AAC raw frames) of digital silence for a stream whose
+    AudioSpecificConfig is ``config``; ``header_byte`` is the stream's own FLV sound
+    header byte. Each lasts ``config.frame_length`` samples: to bridge a gap, stamp
+    them on from the stream's sample position. ``MediaError`` when the AAC type has no
+    silent frame (HE-AAC, unusual channel layouts)."""
+    frame = aac_payload(header_byte, aac.silent_frame(config))
+    return [frame] * count

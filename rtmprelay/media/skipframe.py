@@ -346,6 +346,11 @@ class SkipFrameMaker:
             self._start_sequence(primary)
         elif not self._in_sequence:
             return list(nals)
+        elif self._sps.get(self._pps[primary.pic_parameter_set_id].seq_parameter_set_id) != self._seq_sps:
+            # slices parsed with an SPS that is not the active one (it changed without an
+            # IDR): their numbers cannot be read against the sequence; pass them as they are
+            self._problem_until_idr("the SPS changed without an IDR")
+            return list(nals)
         self._check(slices)
         sps = self._seq_sps
         pps = self._pps[primary.pic_parameter_set_id]
@@ -483,6 +488,19 @@ class SkipFrameMaker:
         self._last = attrs.evolve(last, frame_num=frame_num, pic_order_cnt_lsb=lsb)
         self.inserted += 1
         return [make_nal(self._nal_ref_idc, NAL_SLICE, rbsp)]
+
+    def make_repeats(self, count: int) -> list[list[bytes]]:
+        """Up to ``count`` skip frames in a row (each a list of NAL units), fewer when
+        the stream allows no more (``why_not`` then says why); never raises.
+
+        For a caller that bridges a gap in a live stream (a publisher outage):
+        send them one frame period apart after the last picture, then carry on
+        passing every later access unit through ``observe_frame``.
+        """
+        frames = []
+        while len(frames) < count and self.can_repeat:
+            frames.append(self.make_repeat())
+        return frames
 
     def _cabac_data(self, pic_size_in_mbs: int, slice_qp: int) -> bytes:
         key = (pic_size_in_mbs, slice_qp)
