@@ -52,6 +52,7 @@ __all__ = [
     "AudioGap",
     "DirtyStream",
     "DirtyStreamSpec",
+    "ENCODERS",
     "ExpectedStream",
     "Fault",
     "IrregularGop",
@@ -62,6 +63,7 @@ __all__ = [
     "TimestampReset",
     "VIDEO",
     "VariableFrameRate",
+    "encode_flv",
     "flv_bytes",
     "make_dirty_stream",
 ]
@@ -835,3 +837,56 @@ def make_dirty_stream(spec: DirtyStreamSpec | None = None, *, cache_dir: str | o
             pickle.dump(stream, handle, protocol=pickle.HIGHEST_PROTOCOL)
         temporary.replace(path)
     return stream
+
+
+# --- real encoders' own output ----------------------------------------------------
+
+#: What `encode_flv` can run: ffmpeg's libx264 as the README's publisher and
+#: a phone's app would set it up, and GStreamer's x264enc behind flvmux.
+ENCODERS = {
+    "x264-baseline": ("ffmpeg", ["-profile:v", "baseline"]),
+    "x264-main-b1": ("ffmpeg", ["-profile:v", "main", "-bf", "1"]),
+    "x264-high-b2": ("ffmpeg", ["-profile:v", "high", "-bf", "2"]),
+    "x264-high-b3": ("ffmpeg", ["-profile:v", "high", "-bf", "3", "-b_strategy", "0"]),
+    "x264-default": ("ffmpeg", []),  # libx264's defaults: high, 3 B-frames, b-pyramid
+    "x264-zerolatency-ref3": ("ffmpeg", ["-preset", "medium", "-tune", "zerolatency", "-refs", "3", "-bf", "0"]),
+    "gst-x264enc": ("gst", []),
+    "gst-x264enc-b2": ("gst", ["bframes=2"]),
+}
+
+
+def encode_flv(path: str | os.PathLike[str], encoder: str, *, seconds: float = 10.0, fps: int = 30, gop: int = 60,
+               size: tuple[int, int] = (320, 240), timeout: float = 60.0) -> Path:
+    """Test media (a moving picture, a 1 kHz tone) as FLV straight from a real encoder
+    (`ENCODERS`), not re-muxed: its own timestamps, composition offsets and B-frame
+    structure, as it would publish them. `PeerUnavailable` without the tool."""
+    import subprocess
+
+    from rtmprelay.testing.peers import find_tool, require_gst_elements
+
+    tool, options = ENCODERS[encoder]
+    path = Path(path)
+    width, height = size
+    if tool == "ffmpeg":
+        argv = [
+            find_tool("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={fps}",
+            "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=44100",
+            "-t", f"{seconds:g}", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", str(gop),
+            "-threads", "1", *options, "-c:a", "aac", "-b:a", "64k", "-f", "flv", str(path),
+        ]
+    else:
+        require_gst_elements("x264enc", "flvmux", "avenc_aac", "h264parse", "aacparse")
+        frames = int(seconds * fps)
+        argv = [
+            find_tool("gst-launch-1.0"), "-q",
+            "videotestsrc", f"num-buffers={frames}", "!", f"video/x-raw,width={width},height={height},framerate={fps}/1",
+            "!", "x264enc", f"key-int-max={gop}", "threads=1", *options, "!", "h264parse", "!",
+            "flvmux", "name=mux", "streamable=true", "!", "filesink", f"location={path}",
+            "audiotestsrc", "freq=1000", f"num-buffers={int(seconds * 44100 / 1024)}", "!", "audio/x-raw,rate=44100",
+            "!", "audioconvert", "!", "avenc_aac", "!", "aacparse", "!", "mux.",
+        ]
+    result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise PeerUnavailable(f"{encoder} could not write {path}: {result.stderr.decode('utf-8', 'replace')[-500:]}")
+    return path
