@@ -274,6 +274,7 @@ class StreamCleaner:
     def poll(self, now: float) -> list[MediaMessage]:
         """What may leave now: what no track can still precede, and what was held past the bound."""
         self._keep_audio_flowing(now)
+        self._keep_video_flowing(now)
         limit = self._release_limit(now)
         held_since = now - self.config.interleave_delay_ms / 1000.0
         out = []
@@ -375,6 +376,8 @@ class StreamCleaner:
             self._grid_origin = max(time_ms, float(self._released_ms))
             slot = 0
         else:
+            # Never below what already left (a track that was idle past the interleave bound).
+            floor_slot = math.ceil((self._released_ms - self._grid_origin) / period - 1e-9)
             slot = last + 1
             error = (time_ms - self._grid_origin) / period - slot
             if error < -SLOT_TOLERANCE:
@@ -389,13 +392,11 @@ class StreamCleaner:
                     return
                 self.counters.retimed += 1
             elif error > SLOT_TOLERANCE:
-                slot = self._fill_gap(last, slot + round(error), now)
+                slot = self._fill_gap(max(last, floor_slot - 1), max(slot + round(error), floor_slot), now)
             else:
                 # on time: the grid follows the input's phase, slowly enough to stay a grid
                 step = error * period * _PHASE_GAIN
                 self._grid_origin += max(-PHASE_STEP_MS, min(PHASE_STEP_MS, step))
-            # Never below what already left (a track that was idle past the interleave bound).
-            floor_slot = math.ceil((self._released_ms - self._grid_origin) / period - 1e-9)
             if slot < floor_slot:
                 slot = floor_slot
                 self.counters.retimed += 1
@@ -405,20 +406,15 @@ class StreamCleaner:
         """Slots after ``last`` up to ``target`` are empty; fill what may be filled; return the frame's slot."""
         fps = self._output_fps()
         missing = target - last - 1
+        if missing <= 0:
+            return target
         if missing > self.config.max_fill_s * fps:
             # A stall this long is not a frame rate problem: leave the gap.
             self._verdict("continuous_video", True, False, f"no video for {missing / fps:.1f} s")
             return target
         if self._skip_budget is None:
             self._skip_budget = _Budget(GENERATED_RATE * fps, GENERATED_BURST_S * fps)
-        allowed = self._skip_budget.take(missing, now) if self._skip.can_repeat else 0
-        period = 1000.0 / fps
-        made = 0
-        while made < allowed and self._skip.can_repeat:
-            self._emit_skip_frame(last + 1 + made, period, now)
-            made += 1
-        self._skip_budget.give_back(allowed - made)
-        self.counters.duplicated += made
+        made = self._make_skip_frames(last + 1, missing, now)
         if made == missing:
             self._verdict("constant_frame_rate", True, True, "frames slower than the output rate")
             return target
@@ -427,6 +423,45 @@ class StreamCleaner:
         why = self._skip.why_not or f"at most {GENERATED_BURST_S:g} s of generated frames at once"
         self._verdict("constant_frame_rate", True, False, f"frames slower than the output rate; {why}")
         return target
+
+    def _make_skip_frames(self, first_slot: int, count: int, now: float) -> int:
+        """Skip frames in ``count`` slots from ``first_slot``, as many as the stream and
+        the bound allow; how many were made."""
+        if self._skip_budget is None:
+            fps = self._output_fps()
+            self._skip_budget = _Budget(GENERATED_RATE * fps, GENERATED_BURST_S * fps)
+        allowed = self._skip_budget.take(count, now) if self._skip.can_repeat else 0
+        period = 1000.0 / self._output_fps()
+        made = 0
+        while made < allowed and self._skip.can_repeat:
+            self._emit_skip_frame(first_slot + made, period, now)
+            made += 1
+        self._skip_budget.give_back(allowed - made)
+        self.counters.duplicated += made
+        return made
+
+    def _keep_video_flowing(self, now: float) -> None:
+        """While audio runs and video has paused (the device's camera, not the network:
+        audio still arrives), repeat the last picture up to the audio, as time passes.
+
+        Filling only when video resumes would come too late: past the interleave bound
+        the audio has gone on without it.
+        """
+        last = self._last_slot
+        if last is None or self._audio_last_arrival is None or self._avc is None:
+            return
+        period = 1000.0 / self._output_fps()
+        idle = now - self._video_last_arrival
+        if idle < 3 * period / 1000.0 or idle > self.config.max_fill_s or now - self._audio_last_arrival > idle:
+            return
+        count = math.floor((self._audio_out_ms - (self._grid_origin + (last + 1) * period)) / period) + 1
+        if count <= 0:
+            return
+        if self._make_skip_frames(last + 1, count, now):
+            self._verdict("constant_frame_rate", True, True, "video paused while audio ran")
+        why = self._skip.why_not
+        if why:
+            self._verdict("constant_frame_rate", True, False, f"video paused while audio ran; {why}")
 
     def _emit_frame(self, tag, original: bytes, nals: list[bytes], slot: int, period: float, time_ms: float, now: float) -> None:
         send_nals = self._skip.observe_frame(nals)
