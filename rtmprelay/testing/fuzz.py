@@ -7,6 +7,12 @@ configurations and NAL units found in captured client sessions (``*.c2s.bin``,
 as in ``tests/data``), with bits flipped, bytes set to edge values, ranges cut,
 repeated or spliced from another input.
 
+The ``cleaner`` target feeds a ``StreamCleaner`` a script of messages (kind,
+timestamp, arrival step, payload: `cleaner_script`) made from a capture's
+audio and video, so mutations hit timestamps, arrival times, frame rates in
+onMetaData and the media alike; it fails on any exception, on one push
+generating more than the cleaner's bound, and on a run over 2 s (a hang).
+
 The ``server`` target is the whole ingest path: a captured client session's
 handshake, then its chunk stream mutated and fed, in random splits, to an
 ``RTMPServerProtocol`` whose registry cleans every stream and delivers it to a
@@ -38,7 +44,7 @@ from rtmprelay.rtmp import amf0, amf3, messages
 from rtmprelay.rtmp.chunks import ChunkReader
 from rtmprelay.rtmp.handshake import HANDSHAKE_SIZE, ServerHandshake
 
-__all__ = ["Corpus", "Finding", "Target", "corpus_from_captures", "fuzz", "mutate", "targets"]
+__all__ = ["Corpus", "Finding", "Target", "cleaner_script", "corpus_from_captures", "fuzz", "mutate", "targets"]
 
 _HANDSHAKE_BYTES = 1 + 2 * HANDSHAKE_SIZE
 _EDGE_BYTES = (0x00, 0x01, 0x7F, 0x80, 0xFF)
@@ -278,6 +284,103 @@ def _server(data: bytes) -> object:
     return sinks
 
 
+#: One message of a cleaner script: kind (8, 9, or 18 for onMetaData), timestamp,
+#: arrival step (0.1 ms units, signed; 0x7FFF is three hours), payload length.
+_CLEANER_RECORD = struct.Struct(">BIhH")
+_THREE_HOURS_STEP = 0x7FFF
+
+
+def _cleaner(data: bytes) -> object:
+    """A ``StreamCleaner`` fed a script of messages (`cleaner_script`): the first byte
+    picks the configuration (``--fps source``, wall-clock mode). Raises ``CleanerFault``
+    when one push generated more than the cleaner's bound or the run took over 2 s."""
+    from rtmprelay.media.cleaner import GENERATED_BURST_S, MAX_FPS, CleanerConfig, StreamCleaner
+
+    bound = GENERATED_BURST_S * (MAX_FPS + 96000 / 1024) + 1
+    mode = data[0] if data else 0
+    config = CleanerConfig.from_profile("cloudflare", wallclock=bool(mode & 2))
+    if mode & 1:
+        config = attrs.evolve(config, fps=None)
+    cleaner = StreamCleaner(config)
+    counters = cleaner.counters
+    started = time.perf_counter()
+    now = 0.0
+    position = 1
+    while position + _CLEANER_RECORD.size <= len(data):
+        kind, timestamp, step, length = _CLEANER_RECORD.unpack_from(data, position)
+        position += _CLEANER_RECORD.size
+        payload = data[position : position + length]
+        position += length
+        now += 3 * 3600.0 if step == _THREE_HOURS_STEP else step / 10_000
+        if kind == 18:
+            rate = struct.unpack(">d", payload[:8].ljust(8, b"\0"))[0]
+            cleaner.rewrite_metadata({"framerate": rate, "width": 320.0})
+            continue
+        before = counters.duplicated + counters.silence_inserted
+        cleaner.push(kind, timestamp, payload, now)
+        generated = counters.duplicated + counters.silence_inserted - before
+        if generated > bound:
+            raise CleanerFault(f"one push generated {generated} messages (bound {bound:.0f})")
+    cleaner.poll(now + 1.0)
+    cleaner.finish()
+    if time.perf_counter() - started > 2.0:
+        raise CleanerFault(f"{len(data)} bytes of script took {time.perf_counter() - started:.1f} s")
+    return counters
+
+
+def cleaner_script(messages: Iterable[tuple[int, int, float, bytes]], mode: int = 0) -> bytes:
+    """The ``cleaner`` target's input for (kind, timestamp, arrival step s, payload) messages."""
+    out = bytearray((mode,))
+    for kind, timestamp, step, payload in messages:
+        out += _CLEANER_RECORD.pack(kind, timestamp % 2**32, max(-0x7FFF, min(0x7FFE, round(step * 10_000))), len(payload))
+        out += payload
+    return bytes(out)
+
+
+def _cleaner_seeds(corpus: Corpus) -> tuple[bytes, ...]:
+    """Each capture's video and audio messages interleaved as a device sends them, at
+    30 fps and 44.1 kHz AAC, in every configuration; one with an absurd frame rate."""
+    video = corpus.video_tags[:120]
+    audio = corpus.audio_tags[:100]
+    if not video:
+        return (b"\0",)
+    script = []
+    vi = ai = 0
+    while vi < len(video):
+        v_ms, a_ms = vi * 1000 / 30, ai * 1024000 / 44100
+        if ai < len(audio) and a_ms < v_ms:
+            script.append((8, round(a_ms), 0.002, audio[ai]))
+            ai += 1
+        else:
+            script.append((9, round(v_ms), 0.03, video[vi]))
+            vi += 1
+    half = len(script) // 2
+    hostile = {
+        1: [(18, 0, 0.0, struct.pack(">d", 1e9))] + script,  # hung with --fps source
+        0: script[:half] + [(k, t + 2**31, step, p) for k, t, step, p in script[half:]],  # a step of 2^31 ms
+        2: script[:half] + [(k, t + 3 * 3600_000, step, p) for k, t, step, p in script[half:]],
+        3: script[:half] + [(9, script[half][1], 0.0, b"\x27\x01\x00\x00\x00\x00\x00\x00\x00")] + script[half:],
+    }
+    seeds = [cleaner_script(script, mode) for mode in range(4)]
+    seeds += [cleaner_script(messages, mode) for mode, messages in hostile.items()]
+    # a three-hour stall: the next message arrives (and is stamped) three hours later
+    stalled = bytearray(cleaner_script(hostile[2]))
+    offset = 1
+    for kind, timestamp, step, payload in hostile[2][:half]:
+        offset += _CLEANER_RECORD.size + len(payload)
+    _CLEANER_RECORD.pack_into(stalled, offset, hostile[2][half][0], hostile[2][half][1] % 2**32, _THREE_HOURS_STEP, len(hostile[2][half][3]))
+    seeds.append(bytes(stalled))
+    # the sequence headers of another capture's encoder half way (SPS and PPS change)
+    other = next((tag for tag in corpus.video_tags if tag[:2] == b"\x17\x00" and tag != video[0]), None)
+    if other is not None:
+        seeds.append(cleaner_script(script[:half] + [(9, script[half][1], 0.0, other)] + script[half:]))
+    return tuple(seeds)
+
+
+class CleanerFault(Exception):
+    """The cleaner generated past its bound, or took too long (a finding)."""
+
+
 class ServerFault(Exception):
     """The server had to contain an unexpected exception (a finding, not a declared error)."""
 
@@ -313,6 +416,7 @@ def targets(corpus: Corpus) -> list[Target]:
     for type_id in sorted(corpus.messages):
         if type_id not in (8, 9, 22):
             out.append(Target(f"message_{type_id}", _message_decoder(type_id), tuple(corpus.messages[type_id][:50])))
+    out.append(Target("cleaner", _cleaner, _cleaner_seeds(corpus), declared=()))
     out.append(Target("server", _server, tuple(corpus.sessions) or (bytes(_HANDSHAKE_BYTES),), declared=(), keep=_HANDSHAKE_BYTES))
     return out
 

@@ -17,7 +17,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 CORPUS = corpus_from_captures(sorted(DATA.glob("*.c2s.bin")))
 TARGETS = {target.name: target for target in targets(CORPUS)}
 #: Inputs per target in the suite (~0.1 s each for a parser; the server target ~1 ms an input).
-INPUTS = {"server": 1500}
+INPUTS = {"server": 1500, "cleaner": 1500}
 DEFAULT_INPUTS = 5000
 
 
