@@ -17,7 +17,10 @@ class RelayProcess(PeerProcess):
     """``python -m rtmprelay --rtmp tcp:PORT:interface=127.0.0.1 ARGS``.
 
     ``tls=(key, cert)`` makes the listen endpoint RTMPS (``ssl:``) instead.
-    Its log (twistd's, on stdout) is ``log_text``.
+    ``hls=True`` writes HLS into a folder of its own (``hls_dir``); without it the
+    relay writes none (``--no-hls``), whatever the daemon's default, so a test or
+    bench of forwarding measures forwarding only. ``--hls``/``--no-hls`` in
+    ``args`` win. Its log (twistd's, on stdout) is ``log_text``.
     """
 
     name = "rtmprelay"
@@ -29,6 +32,7 @@ class RelayProcess(PeerProcess):
         *,
         port: int | None = None,
         tls: tuple[str, str] | None = None,
+        hls: bool = False,
         lifetime: float = 900.0,
         start_timeout: float = 30.0,
         log_dir=None,
@@ -48,13 +52,17 @@ class RelayProcess(PeerProcess):
         http = ["--http", f"tcp:{self.http_port}:interface={LOCALHOST}"]
         # Its own HLS folder (when it writes HLS at all), never the current directory.
         self.hls_dir: Path | None = None
-        hls: list[str] = []
         if "--hls" not in self.args and "--no-hls" not in self.args:
-            if log_dir is not None:
-                Path(log_dir).mkdir(parents=True, exist_ok=True)
-            self.hls_dir = Path(tempfile.mkdtemp(prefix="rtmprelay-hls-", dir=log_dir))
-            hls = ["--hls", str(self.hls_dir)]
-        self.argv = [sys.executable, "-m", "rtmprelay", "--rtmp", endpoint, *http, *hls, *self.args]
+            if hls:
+                if log_dir is not None:
+                    Path(log_dir).mkdir(parents=True, exist_ok=True)
+                self.hls_dir = Path(tempfile.mkdtemp(prefix="rtmprelay-hls-", dir=log_dir))
+                hls_args = ["--hls", str(self.hls_dir)]
+            else:
+                hls_args = ["--no-hls"]
+        else:
+            hls_args = []
+        self.argv = [sys.executable, "-m", "rtmprelay", "--rtmp", endpoint, *http, *hls_args, *self.args]
 
     def start(self):
         super().start()

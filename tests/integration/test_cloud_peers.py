@@ -152,7 +152,7 @@ def test_hls_ready_announces_fetchable_hls_and_dash_urls(cloud, rtmprelay_factor
     """--cloud with local HLS in fMP4: hls-ready once the first segment is listed, with URLs
     (made from the HTTP endpoint, no --public-url) that serve the playlist and the DASH manifest."""
     monkeypatch.setenv("RTMPRELAY_CLOUD_SECRET", SECRET)
-    relay = rtmprelay_factory(["--bridge-grace", "0", "--cloud", cloud.url, "--hls-segment-type", "fmp4", "--hls-mode", "copy"])
+    relay = rtmprelay_factory(["--bridge-grace", "0", "--cloud", cloud.url, "--hls-segment-type", "fmp4", "--hls-mode", "copy"], hls=True)
     cloud.upstreams[("user1", "hlsready")] = f"rtmp://127.0.0.1:{upstream.port}/live/cfkey2"
     publisher = ffmpeg_publisher_factory(relay.url("live/user1/hlsready"), seconds=6, size="160x96", fps=30, gop=60)
     yield until(lambda: cloud.posts("hls-ready"), "hls-ready", timeout=30)

@@ -71,7 +71,7 @@ def check_transcoded(playlist_text: str, file_for, *, size=None, segment_s=2.0) 
 
 
 def test_a_publish_becomes_hls_served_over_http(rtmprelay_factory, ffmpeg_publisher_factory, tmp_path):
-    relay = rtmprelay_factory(TS)  # HLS written and served, as MPEG-TS
+    relay = rtmprelay_factory(TS, hls=True)  # HLS written and served, as MPEG-TS
     publisher = ffmpeg_publisher_factory(relay.url("live/user1/hlsdemo"), seconds=7, size="320x240", fps=30, gop=60)
     playlist = relay.hls_dir / "user1" / "hlsdemo" / "index.m3u8"
     assert wait_for(playlist.exists), relay.log_text
@@ -105,7 +105,7 @@ def test_a_publish_becomes_hls_served_over_http(rtmprelay_factory, ffmpeg_publis
 
 
 def test_a_reconnect_continues_the_playlist_after_a_discontinuity(rtmprelay_factory, ffmpeg_publisher_factory):
-    relay = rtmprelay_factory(TS)
+    relay = rtmprelay_factory(TS, hls=True)
     url = relay.url("live/user1/again")
     for _ in range(2):
         publisher = ffmpeg_publisher_factory(url, seconds=4, size="160x96", fps=30, gop=60)
@@ -116,7 +116,7 @@ def test_a_reconnect_continues_the_playlist_after_a_discontinuity(rtmprelay_fact
 
 
 def test_api_streams_reports_the_hls_pipeline(rtmprelay_factory, ffmpeg_publisher_factory):
-    relay = rtmprelay_factory()
+    relay = rtmprelay_factory(hls=True)
     publisher = ffmpeg_publisher_factory(relay.url("live/user1/apiview"), seconds=6, size="160x96", fps=30, gop=60)
     playlist = relay.hls_dir / "user1" / "apiview" / "index.m3u8"
     assert wait_for(playlist.exists), relay.log_text
@@ -135,7 +135,7 @@ def test_api_streams_reports_the_hls_pipeline(rtmprelay_factory, ffmpeg_publishe
 
 
 def test_copy_mode_cuts_the_cleaned_stream_at_its_keyframes(rtmprelay_factory, ffmpeg_publisher_factory):
-    relay = rtmprelay_factory(["--hls-mode", "copy", *TS])
+    relay = rtmprelay_factory(["--hls-mode", "copy", *TS], hls=True)
     publisher = ffmpeg_publisher_factory(relay.url("live/user1/copied"), seconds=7, size="320x240", fps=30, gop=60)
     publisher.wait()
     publisher.check()
@@ -161,7 +161,7 @@ DIRTY = d.DirtyStreamSpec(seconds=9, size=(320, 240), fps=30).with_faults(
 
 def test_a_dirty_stream_comes_out_as_clean_hls(rtmprelay_factory, dirty_stream_factory, dirty_publisher_factory):
     """The glasses' stream (9-15 fps, keyframes 0.07-3 s apart, a 20 s jump) becomes strict HLS."""
-    relay = rtmprelay_factory(TS)
+    relay = rtmprelay_factory(TS, hls=True)
     stream = dirty_stream_factory(DIRTY)
     publisher = dirty_publisher_factory(relay.url("live/glasses/dirty"), stream)
     publisher.wait()
@@ -177,7 +177,7 @@ def test_a_dirty_stream_comes_out_as_clean_hls(rtmprelay_factory, dirty_stream_f
 def test_the_window_slides_old_segments_go_and_files_are_removed_after_unpublish(
     rtmprelay_factory, ffmpeg_publisher_factory
 ):
-    relay = rtmprelay_factory(["--hls-segment", "1", "--hls-window", "3", "--hls-cleanup", "2", "--gop", "30", *TS])
+    relay = rtmprelay_factory(["--hls-segment", "1", "--hls-window", "3", "--hls-cleanup", "2", "--gop", "30", *TS], hls=True)
     publisher = ffmpeg_publisher_factory(relay.url("live/user1/window"), seconds=9, size="160x96", fps=30, gop=30)
     folder = relay.hls_dir / "user1" / "window"
     playlist_path = folder / "index.m3u8"
@@ -203,7 +203,7 @@ def test_the_window_slides_old_segments_go_and_files_are_removed_after_unpublish
 
 
 def test_fmp4_segments_with_a_dash_manifest_from_the_same_encode(rtmprelay_factory, ffmpeg_publisher_factory):
-    relay = rtmprelay_factory(["--hls-segment-type", "fmp4"])
+    relay = rtmprelay_factory(["--hls-segment-type", "fmp4"], hls=True)
     publisher = ffmpeg_publisher_factory(relay.url("live/user1/cmaf"), seconds=7, size="320x240", fps=30, gop=60)
     folder = relay.hls_dir / "user1" / "cmaf"
     assert wait_for(lambda: (folder / "manifest.mpd").exists(), timeout=30), relay.log_text
