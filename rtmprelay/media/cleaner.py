@@ -48,7 +48,7 @@ from rtmprelay.media import aac, avcc, tags
 from rtmprelay.media.flv import AUDIO, VIDEO
 from rtmprelay.media.profiles import DestinationProfile, get_profile
 from rtmprelay.media.skipframe import SkipFrameMaker
-from rtmprelay.media.timeline import Repair, Stamp, TrackTimeline
+from rtmprelay.media.timeline import ArrivalClock, Repair, Stamp, TrackTimeline
 
 
 FRAME_KEY = 1
@@ -68,6 +68,8 @@ SLOT_TOLERANCE = 0.75
 #: The grid's phase follows the input's by at most this much per frame (output steps stay within 1 ms).
 PHASE_STEP_MS = 0.3
 _PHASE_GAIN = 1 / 16
+#: The audio clock is corrected (a frame in or out) once it is this many AAC frames off the arrival clock.
+DRIFT_STEP = 0.6
 #: Generated media per track: at most this many seconds of it in one call ...
 GENERATED_BURST_S = 2.0
 #: ... and on average this many seconds of it per second of arrival time.
@@ -159,7 +161,12 @@ class CleanerCounters:
     keyframes_relabelled: int = 0
     long_gops: int = 0
     silence_inserted: int = 0
-    audio_dropped: int = 0
+    #: The audio clock against arrival: ms it has fallen behind (+) or run ahead (-), as a rate,
+    #: and the whole AAC frames put in or taken out to follow it.
+    audio_drift_ms: float | None = None
+    audio_drift_ppm: int | None = None
+    audio_drift_inserted: int = 0
+    audio_drift_dropped: int = 0
     malformed: int = 0
     repairs: dict = attrs.field(factory=lambda: {"video": {}, "audio": {}})
     input_fps: float | None = None
@@ -246,6 +253,8 @@ class StreamCleaner:
         self._audio_floor: float | None = None
         self._audio_last_arrival: float | None = None
         self._audio_header_byte = 0xAF
+        self._audio_clock: ArrivalClock | None = None
+        self._drift_applied_ms = 0.0  # silence in minus frames out for drift, in ms
         # input measurements
         self._video_times: deque = deque()
         self._bytes: deque = deque()
@@ -588,22 +597,55 @@ class StreamCleaner:
         if self._samples is None:
             # The first frame starts the sample clock where the timeline put it.
             self._samples = round(max(stamp.time_ms, self._released_ms) * rate / 1000.0)
-        late = stamp.time_ms - self._samples * 1000.0 / rate
-        if late > 1.5 * frame_ms:
-            filled = self._fill_silence(int(round(late / frame_ms)), now)
+        if self._audio_clock is None:
+            self._audio_clock = ArrivalClock(frame_ms)
+        clock = self._audio_clock
+        position_ms = self._samples * 1000.0 / rate
+        # A gap is missing audio only when the arrival clock agrees with the timestamps:
+        # a clock that stamps fast says "late" on every frame, arrival does not.
+        late = stamp.time_ms - position_ms
+        arrived_late = clock.lateness(now, position_ms - self._drift_applied_ms)
+        if arrived_late is None:
+            arrived_late = late
+        missing = min(late, arrived_late)
+        if missing > 1.5 * frame_ms:
+            filled = self._fill_silence(int(round(missing / frame_ms)), now)
             if filled is None:
                 self._jump_samples(stamp.time_ms)
-                self._verdict("continuous_audio", True, False, f"audio gap of {late:.0f} ms (no silent frame for this AAC type)")
-            elif filled * frame_ms < late - 1.5 * frame_ms:
-                self._jump_samples(stamp.time_ms)
-                self._verdict("continuous_audio", True, False, f"audio gap of {late:.0f} ms, longer than the silence bound")
+                self._verdict("continuous_audio", True, False, f"audio gap of {missing:.0f} ms (no silent frame for this AAC type)")
+            elif filled * frame_ms < missing - 1.5 * frame_ms:
+                self._jump_samples(position_ms + missing)
+                self._verdict("continuous_audio", True, False, f"audio gap of {missing:.0f} ms, longer than the silence bound")
             else:
-                self._verdict("continuous_audio", True, True, f"audio gap of {late:.0f} ms")
-        elif late < -self.config.interleave_delay_ms:
-            # More audio than time: the device's audio clock runs fast. Drop to stay in sync.
-            self.counters.audio_dropped += 1
-            return
+                self._verdict("continuous_audio", True, True, f"audio gap of {missing:.0f} ms")
+        clock.observe(now, self._samples * 1000.0 / rate - self._drift_applied_ms)
+        if self._correct_drift(clock, frame_ms, now):
+            return  # dropped: the audio clock runs fast
         self._emit_audio(payload, now)
+
+    def _correct_drift(self, clock: ArrivalClock, frame_ms: float, now: float) -> bool:
+        """Keep the sample clock on the arrival clock, a whole AAC frame at a time: one
+        silent frame in where the device's audio clock runs slow, this frame out where
+        it runs fast. True when this frame is to be dropped."""
+        drift = clock.drift_ms
+        if drift is None:
+            return False
+        counters = self.counters
+        counters.audio_drift_ms = round(drift, 1)
+        if self._origin is not None and now - self._origin > 5.0:
+            counters.audio_drift_ppm = round(drift / ((now - self._origin) * 1000.0) * 1e6)
+        error = drift - self._drift_applied_ms
+        if error > DRIFT_STEP * frame_ms and self._silence is not None and self._fill_silence(1, now):
+            self.counters.silence_inserted -= 1  # counted as a drift repair, not a gap
+            counters.audio_drift_inserted += 1
+            self._drift_applied_ms += frame_ms
+            self._verdict("audio_clock", True, True, f"audio clock {drift:+.0f} ms against arrival")
+        elif error < -DRIFT_STEP * frame_ms:
+            counters.audio_drift_dropped += 1
+            self._drift_applied_ms -= frame_ms
+            self._verdict("audio_clock", True, True, f"audio clock {drift:+.0f} ms against arrival")
+            return True
+        return False
 
     def _fill_silence(self, wanted: int, now: float) -> int | None:
         """Emit up to ``wanted`` silent frames (within the bound); how many, or None without a silent frame."""

@@ -14,6 +14,7 @@ reads no clock.
 from __future__ import annotations
 
 import enum
+from collections import deque
 
 import attrs
 
@@ -90,3 +91,59 @@ class TrackTimeline:
         self._last_out = out
         self._last_arrival = arrival
         return Stamp(out, repair)
+
+
+class ArrivalClock:
+    """How a track's own clock (a sample position, in ms) runs against the arrival clock.
+
+    Each message gives ``offset = arrival - position``. Network and encoder delays
+    only ever add to it, so the least offset over a short window is the clock's
+    own offset plus the least delay: its change since the first steady window
+    (``drift_ms``) is how far the track's clock has fallen behind real time
+    (positive: it runs slow, fewer samples than seconds) or run ahead (negative).
+    The window is steady when it spans most of ``window_s`` and holds no more
+    messages than its span at ``step_ms`` each (a burst after a stall is not):
+    only then is the drift read. ``lateness`` is how much later than the best
+    case a message arrives for its position: a gap in the track shows there,
+    a clock that merely stamps fast does not.
+    """
+
+    def __init__(self, step_ms: float, window_s: float = 0.6) -> None:
+        self.step_ms = step_ms
+        self.window_s = window_s
+        self._all: deque = deque()  # arrival times in the window
+        self._mins: deque = deque()  # (arrival, offset), offsets increasing: the window's minimum first
+        self.base_ms: float | None = None
+
+    def observe(self, arrival: float, position_ms: float) -> None:
+        offset = arrival * 1000.0 - position_ms
+        start = arrival - self.window_s
+        while self._all and self._all[0] < start:
+            self._all.popleft()
+        while self._mins and self._mins[0][0] < start:
+            self._mins.popleft()
+        while self._mins and self._mins[-1][1] >= offset:
+            self._mins.pop()
+        self._all.append(arrival)
+        self._mins.append((arrival, offset))
+        if self.base_ms is None and self.steady:
+            self.base_ms = self._mins[0][1]
+
+    @property
+    def steady(self) -> bool:
+        if len(self._all) < 2:
+            return False
+        span = self._all[-1] - self._all[0]
+        return span >= 0.8 * self.window_s and (len(self._all) - 1) * self.step_ms <= 1250.0 * span
+
+    def lateness(self, arrival: float, position_ms: float) -> float | None:
+        """How much later than the window's best case a message at ``position_ms`` arrives."""
+        if not self._mins:
+            return None
+        return arrival * 1000.0 - position_ms - self._mins[0][1]
+
+    @property
+    def drift_ms(self) -> float | None:
+        if self.base_ms is None or not self.steady:
+            return None
+        return self._mins[0][1] - self.base_ms
