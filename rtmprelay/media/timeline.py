@@ -93,6 +93,10 @@ class TrackTimeline:
         return Stamp(out, repair)
 
 
+#: The first window, whose least offset is the clock's starting point.
+_BASE_WINDOW_S = 0.25
+
+
 class ArrivalClock:
     """How a track's own clock (a sample position, in ms) runs against the arrival clock.
 
@@ -100,7 +104,8 @@ class ArrivalClock:
     only ever add to it, so the least offset over a short window is the clock's
     own offset plus the least delay: its change since the first steady window
     (``drift_ms``) is how far the track's clock has fallen behind real time
-    (positive: it runs slow, fewer samples than seconds) or run ahead (negative).
+    (positive: it runs slow, fewer samples than seconds) or run ahead (negative),
+    measured from the least offset of its first quarter second.
     The window is steady when it spans most of ``window_s`` and holds no more
     messages than its span at ``step_ms`` each (a burst after a stall is not):
     only then is the drift read. ``lateness`` is how much later than the best
@@ -126,7 +131,9 @@ class ArrivalClock:
             self._mins.pop()
         self._all.append(arrival)
         self._mins.append((arrival, offset))
-        if self.base_ms is None and self.steady:
+        if self.base_ms is None and len(self._all) > 1 and self._all[-1] - self._all[0] >= _BASE_WINDOW_S:
+            # A short first window: a clock already off shifts the least offset within it
+            # by up to its length times the drift (0.25 s at 3 %: 7.5 ms).
             self.base_ms = self._mins[0][1]
 
     @property

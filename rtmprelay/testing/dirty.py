@@ -64,8 +64,10 @@ __all__ = [
     "VIDEO",
     "VariableFrameRate",
     "encode_flv",
+    "encode_marked_flv",
     "flv_bytes",
     "make_dirty_stream",
+    "marks",
 ]
 
 AUDIO, VIDEO, SCRIPT = 8, 9, 18
@@ -890,3 +892,64 @@ def encode_flv(path: str | os.PathLike[str], encoder: str, *, seconds: float = 1
     if result.returncode != 0:
         raise PeerUnavailable(f"{encoder} could not write {path}: {result.stderr.decode('utf-8', 'replace')[-500:]}")
     return path
+
+
+def encode_marked_flv(path: str | os.PathLike[str], *, seconds: float = 30.0, fps: int = 30,
+                      beep_every_samples: int = 44100, timeout: float = 60.0) -> Path:
+    """A marked stream for content-level sync checks, straight from ffmpeg (libx264
+    baseline, AAC 44.1 kHz mono): a black picture with one white frame every ``fps``
+    frames (second k's mark), and silence with a 50 ms 1 kHz beep every
+    ``beep_every_samples`` samples. With 44,100 the beep of second k plays with the
+    mark of second k; another period stands for a device whose audio clock runs
+    fast or slow (a sample clock of 45,423 Hz counted as 44,100: +3 %)."""
+    import subprocess
+
+    from rtmprelay.testing.peers import find_tool
+
+    path = Path(path)
+    beep = f"0.5*sin(2*PI*1000*t)*lt(mod(n\\,{beep_every_samples})\\,2205)"
+    argv = [
+        find_tool("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+        "-f", "lavfi", "-i", f"color=c=black:s=160x96:r={fps}:d={seconds:g}",
+        "-f", "lavfi", "-i", f"aevalsrc={beep}:s=44100:d={seconds:g}",
+        "-vf", f"drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='eq(mod(n\\,{fps})\\,0)'",
+        "-c:v", "libx264", "-profile:v", "baseline", "-pix_fmt", "yuv420p", "-g", str(2 * fps), "-threads", "1",
+        "-c:a", "aac", "-b:a", "64k", "-f", "flv", str(path),
+    ]
+    result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise PeerUnavailable(f"ffmpeg could not write {path}: {result.stderr.decode('utf-8', 'replace')[-500:]}")
+    return path
+
+
+def marks(flv: bytes) -> tuple[list[float], list[float]]:
+    """Where the marks of `encode_marked_flv` are in an FLV (after whatever was done to it):
+    the presentation times (ms) of the white frames, and the start times (ms) of the beeps,
+    each from its AAC frame's timestamp plus its offset inside the frame. Decoded with PyAV."""
+    import io
+    from array import array
+
+    av = _require_av()
+    flashes: list[float] = []
+    beeps: list[float] = []
+    with av.open(io.BytesIO(flv), format="flv") as container:
+        in_beep = False
+        for packet in container.demux():
+            if packet.size == 0 or packet.pts is None:
+                continue
+            ms = float(packet.pts * packet.time_base * 1000)
+            for frame in packet.decode():
+                if packet.stream.type == "video":
+                    luma = bytes(frame.planes[0])
+                    if sum(luma[:: max(1, len(luma) // 256)]) / len(luma[:: max(1, len(luma) // 256)]) > 128:
+                        flashes.append(float(frame.pts * frame.time_base * 1000) if frame.pts is not None else ms)
+                elif packet.stream.type == "audio":
+                    samples = array("f", bytes(frame.planes[0]))[: frame.samples]
+                    for index, value in enumerate(samples):
+                        loud = abs(value) > 0.1
+                        if loud and not in_beep:
+                            beeps.append(ms + index * 1000.0 / frame.sample_rate)
+                            in_beep = True
+                        elif in_beep and not loud and index % 64 == 0 and max(map(abs, samples[index:index + 64]), default=0) < 0.01:
+                            in_beep = False
+    return flashes, beeps
