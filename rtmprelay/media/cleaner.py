@@ -255,6 +255,8 @@ class StreamCleaner:
         self._audio_header_byte = 0xAF
         self._audio_clock: ArrivalClock | None = None
         self._drift_applied_ms = 0.0  # silence in minus frames out for drift, in ms
+        self._video_arrivals: ArrivalClock | None = None  # the video timeline against arrival
+        self._video_drift_ms = 0.0
         # input measurements
         self._video_times: deque = deque()
         self._bytes: deque = deque()
@@ -352,6 +354,9 @@ class StreamCleaner:
         self._measure_video(timestamp, tag.frame_type == FRAME_KEY)
         stamp = self._place(self._video_clock(), timestamp, now, self._audio_timeline)
         self._note_repair("video", stamp.repair)
+        if self._video_arrivals is None:
+            self._video_arrivals = ArrivalClock(1000.0 / self._output_fps())
+        self._video_arrivals.observe(now, stamp.time_ms)
         if self._video_passthrough or self._avc is None:
             self._video_passthrough_frame(stamp.time_ms, payload, now)
             return
@@ -624,12 +629,20 @@ class StreamCleaner:
         self._emit_audio(payload, now)
 
     def _correct_drift(self, clock: ArrivalClock, frame_ms: float, now: float) -> bool:
-        """Keep the sample clock on the arrival clock, a whole AAC frame at a time: one
-        silent frame in where the device's audio clock runs slow, this frame out where
-        it runs fast. True when this frame is to be dropped."""
+        """Keep the sample clock with the video, a whole AAC frame at a time: one silent
+        frame in where the device's audio clock runs slow against the arrival clock (more
+        than the video's timestamps do), this frame out where it runs fast. True when this
+        frame is to be dropped."""
         drift = clock.drift_ms
         if drift is None:
             return False
+        if self._video_arrivals is not None:
+            # Against the video's own drift from arrival: a network path whose delay grows
+            # moves both alike and is no reason to touch the audio.
+            video = self._video_arrivals.drift_ms
+            if video is not None:
+                self._video_drift_ms = video
+            drift -= self._video_drift_ms
         counters = self.counters
         counters.audio_drift_ms = round(drift, 1)
         if self._origin is not None and now - self._origin > 5.0:

@@ -37,7 +37,7 @@ def marked(tmp_path_factory):
     return get
 
 
-def through_cleaner(tags, *, audio_ts_scale=1.0, sample_clock=1.0, jitter_ms=0.0):
+def through_cleaner(tags, *, audio_ts_scale=1.0, sample_clock=1.0, jitter_ms=0.0, delay_growth=0.0):
     """Video stamped and arriving in real time. Audio: its n-th frame arrives when a sample
     clock running ``sample_clock`` times the nominal rate has made it, stamped by its sample
     count times ``audio_ts_scale``."""
@@ -56,6 +56,7 @@ def through_cleaner(tags, *, audio_ts_scale=1.0, sample_clock=1.0, jitter_ms=0.0
             arrival = audio_index * FRAME / (RATE * sample_clock)
             ts = round(audio_index * FRAME * 1000 / RATE * audio_ts_scale)
             audio_index += 1
+        arrival *= 1 + delay_growth  # a path whose delay grows (bufferbloat) delays both tracks alike
         events.append((arrival + rng.uniform(0, jitter_ms) / 1000, order, tag.tag_type, ts, tag.payload))
     events.sort()
     cleaner = StreamCleaner(CleanerConfig.from_profile("cloudflare"))
@@ -95,3 +96,11 @@ def test_an_audio_sample_clock_off_by_up_to_3_percent_is_followed(marked, sample
     corrected = counters.audio_drift_dropped if sample_clock > 1 else counters.audio_drift_inserted
     assert abs(corrected - expected) <= 0.2 * expected + 2, counters
     assert counters.audio_drift_ppm is not None and abs(counters.audio_drift_ppm + (sample_clock - 1) * 1e6) < 0.3 * abs(sample_clock - 1) * 1e6, counters
+
+
+def test_a_growing_network_delay_is_not_an_audio_clock(marked):
+    """Both tracks arriving ever later (2 % more each second: a filling buffer) is the
+    path, not the device's clocks: nothing is inserted or dropped."""
+    cleaner, flv = through_cleaner(marked(RATE), delay_growth=0.02, jitter_ms=10.0)
+    assert max(map(abs, offsets(flv))) <= 40
+    assert cleaner.counters.audio_drift_inserted + cleaner.counters.audio_drift_dropped <= 1, cleaner.counters
