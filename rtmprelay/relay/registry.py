@@ -241,7 +241,14 @@ class LiveStream:
     # -- sinks -------------------------------------------------------------------
 
     def attach(self, sink: MediaSink, *, start_at_keyframe: bool = True) -> None:
-        """Add a sink, handing it what it needs to start: metadata, sequence headers, GOP."""
+        """Add a sink, handing it what it needs to start: metadata, sequence headers, GOP.
+
+        A sink that joins a running stream gets a timeline of its own, starting at 0
+        where its first frame starts (sequence headers at 0 too), as nginx-rtmp gives
+        each player: not headers at 0 and then media from wherever the stream is.
+        """
+        if self._gop or self.video_header is not None or self.audio_header is not None:
+            sink = _Rebased(sink)
         if self.metadata is not None:
             sink.on_metadata(self.metadata)
         for header in (self.video_header, self.audio_header):
@@ -253,13 +260,15 @@ class LiveStream:
         self._sinks.append(sink)
 
     def detach(self, sink: MediaSink) -> None:
-        if sink in self._sinks:
-            self._sinks.remove(sink)
+        for target in self._sinks:
+            if target is sink or (type(target) is _Rebased and target.sink is sink):
+                self._sinks.remove(target)
+                break
         self.resume_for(sink)
 
     @property
     def sinks(self) -> tuple:
-        return tuple(self._sinks)
+        return tuple(target.sink if type(target) is _Rebased else target for target in self._sinks)
 
     def since_keyframe(self) -> tuple[MediaMessage, ...]:
         """The last keyframe and what followed it (empty when too long to keep): where a
@@ -399,6 +408,31 @@ class LiveStream:
             self._gop_overflowed = True
             return
         self._gop.append(message)
+
+
+class _Rebased:
+    """A sink that joined a running stream, on a timeline that starts with its first frame."""
+
+    __slots__ = ("sink", "offset")
+
+    def __init__(self, sink: MediaSink) -> None:
+        self.sink = sink
+        self.offset: int | None = None
+
+    def on_metadata(self, metadata: dict) -> None:
+        self.sink.on_metadata(metadata)
+
+    def on_media(self, type_id: int, timestamp: int, payload: bytes) -> None:
+        if self.offset is None:
+            if flv.is_video_sequence_header(payload) or flv.is_audio_sequence_header(payload):
+                self.sink.on_media(type_id, 0, payload)
+                return
+            self.offset = timestamp
+        since = (timestamp - self.offset) & 0xFFFFFFFF
+        self.sink.on_media(type_id, 0 if since >= 0x80000000 else since, payload)  # before the start: at 0
+
+    def on_stream_end(self) -> None:
+        self.sink.on_stream_end()
 
 
 class StreamRegistry:

@@ -140,3 +140,21 @@ def test_silence_for_bridging_lasts_a_frame_each():
     config = aac.parse_aac_config(bytes.fromhex("1210"))
     frames = silent_audio_payloads(config, 3)
     assert len(frames) == 3 and all(f[:2] == b"\xaf\x01" for f in frames)
+
+
+def _bitrate_verdict(mbit_s: float, first_second_mbit_s: float):
+    """A stream of ``mbit_s`` (after a first second of ``first_second_mbit_s``), as
+    non-AAC audio messages every 20 ms: only their sizes matter to the rule."""
+    cleaner = StreamCleaner(CLOUDFLARE)
+    for n in range(12 * 50):
+        rate = first_second_mbit_s if n < 50 else mbit_s
+        cleaner.push(8, n * 20, b"\x2f" + bytes(int(rate * 1e6 / 8 / 50) - 1), n * 0.02)
+    return {v.rule: v for v in cleaner.verdicts()}.get("bitrate")
+
+
+def test_the_bitrate_rule_is_judged_over_several_gops_and_names_its_threshold():
+    """A 2.00 Mbit/s stream was flagged and a 1.86 one logged as 0.99: judged on the first second."""
+    assert _bitrate_verdict(2.0, first_second_mbit_s=0.99) is None
+    verdict = _bitrate_verdict(1.86, first_second_mbit_s=1.86)
+    assert verdict is not None and verdict.broken and not verdict.repaired
+    assert "1.86 Mbit/s" in verdict.detail and "cloudflare minimum of 2 Mbit/s" in verdict.detail, verdict.detail

@@ -225,9 +225,9 @@ def test_late_sink_starts_with_metadata_headers_and_the_last_gop(factory, regist
         ("meta", {"width": 640.0}),
         (9, 0, AVC_HEADER),
         (8, 0, AAC_HEADER),
-        (9, 66, KEYFRAME),
-        (8, 70, AUDIO),
-        (9, 99, INTERFRAME),
+        (9, 0, KEYFRAME),  # its own timeline: from 0 where its first frame (66 ms) starts
+        (8, 4, AUDIO),
+        (9, 33, INTERFRAME),
     ]
     peer.session.close()
     peer.pump()

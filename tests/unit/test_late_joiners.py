@@ -1,0 +1,66 @@
+"""A player that joins a running stream gets a timeline of its own (issue 9, point 5)."""
+
+from __future__ import annotations
+
+from rtmprelay.relay.registry import LiveStream
+
+VIDEO_HEADER = b"\x17\x00\x00\x00\x00\x01\x64\x00\x1f\xff\xe1\x00\x00"
+AUDIO_HEADER = b"\xaf\x00\x12\x10"
+KEY = b"\x17\x01\x00\x00\x00" + b"k" * 8
+INTER = b"\x27\x01\x00\x00\x00" + b"p" * 8
+AUDIO = b"\xaf\x01" + b"a" * 8
+
+
+class Recorder:
+    def __init__(self):
+        self.media = []
+        self.ended = False
+
+    def on_metadata(self, metadata):
+        pass
+
+    def on_media(self, type_id, timestamp, payload):
+        self.media.append((type_id, timestamp, payload))
+
+    def on_stream_end(self):
+        self.ended = True
+
+
+class Publisher:
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+
+def publish(stream, first, last):
+    """Frames ``first`` to ``last - 1`` at 30 fps, a keyframe every 60; audio with each."""
+    for n in range(first, last):
+        ts = n * 100 // 3
+        stream.publish_media(9, ts, KEY if n % 60 == 0 else INTER)
+        stream.publish_media(8, ts, AUDIO)
+
+
+def test_a_late_player_starts_at_zero_where_its_first_frame_starts():
+    stream = LiveStream("live/s", Publisher())
+    early = Recorder()
+    stream.attach(early)
+    stream.publish_media(9, 0, VIDEO_HEADER)
+    stream.publish_media(8, 0, AUDIO_HEADER)
+    publish(stream, 0, 78)  # keyframes at frames 0 and 60 (2000 ms)
+    late = Recorder()
+    stream.attach(late)
+    publish(stream, 78, 90)
+    headers = late.media[:2]
+    assert [(t, ts) for t, ts, _ in headers] == [(9, 0), (8, 0)]
+    media = late.media[2:]
+    assert media[0] == (9, 0, KEY)  # the cached GOP's keyframe (2000 ms on the stream) at 0
+    timestamps = [ts for _, ts, _ in late.media]
+    assert timestamps == sorted(timestamps) and timestamps[-1] == 2966 - 2000
+    # the sink that was there from the start keeps the stream's own timeline
+    assert early.media[-1][1] == 2966
+    stream.detach(late)
+    assert stream.sinks == (early,)
+    publish(stream, 90, 93)
+    assert late.media[-1][1] == 2966 - 2000
