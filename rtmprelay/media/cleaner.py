@@ -56,8 +56,10 @@ FRAME_INTER = 2
 
 #: Input frame rate and keyframe interval are measured over this much input.
 _MEASURE_WINDOW_S = 5.0
-#: The bitrate rule is judged over this much input (several GOPs), not before.
+#: The bitrate rule is judged over this much input (several GOPs), not before, and
+#: not counting the first seconds (an encoder ramping up).
 BITRATE_WINDOW_S = 10.0
+BITRATE_WARMUP_S = 2.0
 
 #: Frame rates a publisher declares (onMetaData, SPS timing) are clamped to this range.
 MIN_FPS, MAX_FPS = 1.0, 120.0
@@ -841,8 +843,11 @@ class StreamCleaner:
             self._verdict("max_keyframe_interval", True, False, f"GOP over {limit:g} s; needs re-encoding")
 
     def _measure_bytes(self, size: int, now: float) -> None:
-        """Input bitrate over the last ``BITRATE_WINDOW_S`` of arrival time; the bitrate rule
-        is judged once that much input has been seen (one second says little about a stream)."""
+        """Input bitrate over the last ``BITRATE_WINDOW_S`` of arrival time after the first
+        ``BITRATE_WARMUP_S``; the bitrate rule is judged once the window is full (one second
+        says little about a stream)."""
+        if now - self._origin < BITRATE_WARMUP_S:
+            return  # an encoder's first seconds are not its rate
         window = self._bytes
         window.append((now, size))
         self._bytes_in_window += size
@@ -851,7 +856,7 @@ class StreamCleaner:
         span = now - window[0][0]
         if span >= 1.0:
             rate = self.counters.input_bitrate = round(self._bytes_in_window * 8 / span)
-            if now - self._origin < BITRATE_WINDOW_S:
+            if span < 0.95 * BITRATE_WINDOW_S:
                 return
             low, high = self.config.min_bitrate, self.config.max_bitrate
             if low is not None and rate < low:

@@ -146,7 +146,7 @@ def _bitrate_verdict(mbit_s: float, first_second_mbit_s: float):
     """A stream of ``mbit_s`` (after a first second of ``first_second_mbit_s``), as
     non-AAC audio messages every 20 ms: only their sizes matter to the rule."""
     cleaner = StreamCleaner(CLOUDFLARE)
-    for n in range(12 * 50):
+    for n in range(14 * 50):
         rate = first_second_mbit_s if n < 50 else mbit_s
         cleaner.push(8, n * 20, b"\x2f" + bytes(int(rate * 1e6 / 8 / 50) - 1), n * 0.02)
     return {v.rule: v for v in cleaner.verdicts()}.get("bitrate")
