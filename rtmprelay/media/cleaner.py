@@ -393,7 +393,8 @@ class StreamCleaner:
             slot = 0
         else:
             # Never below what already left (a track that was idle past the interleave bound).
-            floor_slot = math.ceil((self._released_ms - self._grid_origin) / period - 1e-9)
+            # (the first slot whose timestamp, rounded, is not below it: equal stamps may follow)
+            floor_slot = math.ceil((self._released_ms - 0.5 - self._grid_origin) / period - 1e-9)
             slot = last + 1
             error = (time_ms - self._grid_origin) / period - slot
             if error < -SLOT_TOLERANCE:
@@ -468,8 +469,9 @@ class StreamCleaner:
             return
         period = 1000.0 / self._output_fps()
         idle = now - self._video_last_arrival
-        if idle < 3 * period / 1000.0 or idle > self.config.max_fill_s or now - self._audio_last_arrival > idle:
-            return
+        audio_idle = now - self._audio_last_arrival
+        if idle < 3 * period / 1000.0 or idle > self.config.max_fill_s or audio_idle > 3 * period / 1000.0:
+            return  # video not paused, paused too long, or the audio has stopped too
         count = math.floor((self._audio_out_ms - (self._grid_origin + (last + 1) * period)) / period) + 1
         if count <= 0:
             return
@@ -504,8 +506,8 @@ class StreamCleaner:
         out_ms = max(round(self._grid_origin + slot * period), self._released_ms)
         self._last_slot = slot
         self._video_out_ms = out_ms
-        # the next slot, less what the phase may still move
-        self._video_floor = self._grid_origin + (slot + 1) * period - PHASE_STEP_MS - 0.5
+        # the next slot's timestamp, less what the phase may still move, rounded as it will be
+        self._video_floor = math.ceil(self._grid_origin + (slot + 1) * period - PHASE_STEP_MS - 0.5)
         self.counters.video_out += 1
         self._enqueue(VIDEO, out_ms, payload, now)
 
@@ -679,7 +681,7 @@ class StreamCleaner:
     def _jump_samples(self, time_ms: float) -> None:
         """Move the sample clock forward to ``time_ms`` (a gap the silence could not fill)."""
         self._samples = max(self._samples, round(time_ms * self._aac.sample_rate / 1000.0))
-        self._audio_floor = self._samples * 1000.0 / self._aac.sample_rate - 0.5
+        self._audio_floor = round(self._samples * 1000.0 / self._aac.sample_rate)
 
     def _keep_audio_flowing(self, now: float) -> None:
         """While video runs and audio has stopped coming, fill the audio track with silence.
@@ -713,7 +715,7 @@ class StreamCleaner:
             out_ms = int(round(self._samples * 1000.0 / rate))
         self._samples += self._aac.frame_length
         self._audio_out_ms = out_ms
-        self._audio_floor = self._samples * 1000.0 / rate - 0.5
+        self._audio_floor = round(self._samples * 1000.0 / rate)  # the next frame's timestamp
         self.counters.audio_out += 1
         self._enqueue(AUDIO, out_ms, payload, now)
 

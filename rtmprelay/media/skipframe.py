@@ -316,11 +316,12 @@ class SkipFrameMaker:
             return
         self._pps[pps.pic_parameter_set_id] = pps
 
-    def observe_frame(self, nals: Sequence[bytes]) -> list[bytes]:
+    def observe_frame(self, nals: list[bytes]) -> list[bytes]:
         """Follow one access unit (decoding order); returns the NAL units to send,
-        with frame_num / order counts renumbered after inserted skip frames."""
+        with frame_num / order counts renumbered after inserted skip frames: ``nals``
+        itself when not one changed (callers test ``is`` to pass the bytes through)."""
         if self._stream_problem and not (self._fn_shift or self._poc_shift):
-            return list(nals)  # nothing was inserted and nothing ever will be
+            return nals  # nothing was inserted and nothing ever will be
         slices: list[tuple[int, SliceHeader]] = []
         failed = False
         for index, nal in enumerate(nals):
@@ -340,25 +341,26 @@ class SkipFrameMaker:
             elif nal_unit_type in _DATA_PARTITIONS:
                 self._stream_problem = "data partitioning is not supported"
         if not slices:
-            return list(nals)
+            return nals
         primary = next((h for _, h in slices if not h.redundant_pic_cnt), slices[0][1])
         if primary.idr:
             self._start_sequence(primary)
         elif not self._in_sequence:
-            return list(nals)
+            return nals
         elif self._sps.get(self._pps[primary.pic_parameter_set_id].seq_parameter_set_id) != self._seq_sps:
             # slices parsed with an SPS that is not the active one (it changed without an
             # IDR): their numbers cannot be read against the sequence; pass them as they are
             self._problem_until_idr("the SPS changed without an IDR")
-            return list(nals)
+            return nals
         self._check(slices)
         sps = self._seq_sps
         pps = self._pps[primary.pic_parameter_set_id]
         if not primary.idr:
             self._fill_frame_num_gap(primary, sps)
         frame_num, lsb = self._sent_numbers(primary, sps)
-        out = list(nals)
+        out = nals
         if self._fn_shift or self._poc_shift:
+            out = list(nals)
             for index, header in slices:
                 try:
                     out[index] = self._renumber(bytes(nals[index]), header, sps)
