@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from rtmprelay.relay.registry import LiveStream
-
-VIDEO_HEADER = b"\x17\x00\x00\x00\x00\x01\x64\x00\x1f\xff\xe1\x00\x00"
-AUDIO_HEADER = b"\xaf\x00\x12\x10"
-KEY = b"\x17\x01\x00\x00\x00" + b"k" * 8
-INTER = b"\x27\x01\x00\x00\x00" + b"p" * 8
-AUDIO = b"\xaf\x01" + b"a" * 8
+from tests.unit.test_server_protocol import AAC_HEADER as AUDIO_HEADER
+from tests.unit.test_server_protocol import AUDIO
+from tests.unit.test_server_protocol import AVC_HEADER as VIDEO_HEADER
+from tests.unit.test_server_protocol import INTERFRAME as INTER
+from tests.unit.test_server_protocol import KEYFRAME as KEY
 
 
 class Recorder:
