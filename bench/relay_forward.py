@@ -128,7 +128,9 @@ def run_path(path: str, n: int, args, flv: Path, workdir: Path, tag: str) -> dic
             entry = f"rtmp://127.0.0.1:{sink.port}/live"
         elif path in ("rtmprelay", "rtmprelay-clean"):
             # Plain forwarding is --no-clean; the cleaning path is the default daemon
-            # (cloudflare profile), to show what cleaning costs on top.
+            # (cloudflare profile), to show what cleaning costs on top. Forwarding only:
+            # RelayProcess writes no HLS unless asked (it used to add --hls, a transcode
+            # per stream that the figures then included).
             cleaning = ["--profile", "cloudflare"] if path == "rtmprelay-clean" else ["--no-clean"]
             relay = RelayProcess(
                 [*cleaning, "--forward", f"rtmp://127.0.0.1:{sink.port}/live/{{path}}"],

@@ -70,6 +70,13 @@ SLOT_TOLERANCE = 0.75
 #: The grid's phase follows the input's by at most this much per frame (output steps stay within 1 ms).
 PHASE_STEP_MS = 0.3
 _PHASE_GAIN = 1 / 16
+#: For this long after the stream's first message, a track that has not started holds the
+#: other (so both start together); then a track that has not started holds nothing.
+START_HOLD_S = 0.045
+#: A track starts (or is re-based) where the publisher's timestamps put it against the
+#: other track when that is within this of where arrival puts it; else where arrival does.
+STAMP_AGREEMENT_MS = 50.0
+_WRAP = 1 << 32
 #: The audio clock is corrected (a frame in or out) once it is this many AAC frames off the arrival clock.
 DRIFT_STEP = 0.6
 #: Generated media per track: at most this many seconds of it in one call ...
@@ -764,8 +771,14 @@ class StreamCleaner:
         if other is None or not other.started:
             anchor = (now - self._origin) * 1000.0
         else:
-            # where the other track's clock says a message arriving now belongs
+            # where the other track's clock says a message arriving now belongs ...
             anchor = other.last_out + (now - other.last_arrival) * 1000.0
+            # ... or, where the publisher's timestamps agree with that, where they say: exact
+            # to the millisecond, so the two tracks interleave as the publisher sent them
+            step = (timestamp - other.last_in) % _WRAP
+            by_stamp = other.last_out + (step - _WRAP if step >= _WRAP // 2 else step)
+            if abs(by_stamp - anchor) <= STAMP_AGREEMENT_MS:
+                anchor = by_stamp
         return timeline.place(timestamp, now, anchor)
 
     def _side_ms(self, type_id: int) -> int:
@@ -777,9 +790,15 @@ class StreamCleaner:
     def _release_limit(self, now: float) -> float:
         """Messages up to this time are safe to release: no active track can still go below it.
 
-        A track that has not started, or sent nothing for the interleave bound, does not
-        hold the other back; when it comes (back), it starts at or after what left.
+        A track that has not started (after the first ``START_HOLD_S``), or sent nothing for
+        the interleave bound, does not hold the other back; when it comes (back), it starts at
+        or after what left.
         """
+        if self._origin is None:
+            return math.inf  # nothing came yet
+        if (self._video_floor is None or self._audio_floor is None) and now - self._origin < START_HOLD_S:
+            # the stream's first moments: the other track's first frame is likely on its way
+            return -math.inf
         bound = self.config.interleave_delay_ms / 1000.0
         limit = math.inf
         for last_arrival, floor in (

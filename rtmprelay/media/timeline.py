@@ -79,6 +79,10 @@ class TrackTimeline:
         return self._last_in is not None
 
     @property
+    def last_in(self) -> int | None:
+        return self._last_in
+
+    @property
     def last_out(self) -> float:
         return self._last_out
 
