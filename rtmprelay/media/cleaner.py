@@ -70,8 +70,8 @@ SLOT_TOLERANCE = 0.75
 #: The grid's phase follows the input's by at most this much per frame (output steps stay within 1 ms).
 PHASE_STEP_MS = 0.3
 _PHASE_GAIN = 1 / 16
-#: For this long after the stream's first message, a track that has not started holds the
-#: other (so both start together); then a track that has not started holds nothing.
+#: For this long after the stream's first message, audio waits for the first video frame
+#: (so both start together); then a track that has not started holds nothing.
 START_HOLD_S = 0.045
 #: A track starts (or is re-based) where the publisher's timestamps put it against the
 #: other track when that is within this of where arrival puts it; else where arrival does.
@@ -796,8 +796,10 @@ class StreamCleaner:
         """
         if self._origin is None:
             return math.inf  # nothing came yet
-        if (self._video_floor is None or self._audio_floor is None) and now - self._origin < START_HOLD_S:
-            # the stream's first moments: the other track's first frame is likely on its way
+        if self._video_floor is None and now - self._origin < START_HOLD_S:
+            # the stream's first moments: the first video frame is likely on its way, and
+            # audio that left before it would make it start late (audio arriving after the
+            # video starts on its own sample clock: nothing for the video to wait for)
             return -math.inf
         bound = self.config.interleave_delay_ms / 1000.0
         limit = math.inf

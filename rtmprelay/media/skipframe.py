@@ -333,6 +333,10 @@ class SkipFrameMaker:
             elif nal_unit_type == NAL_PPS:
                 self._observe_pps(bytes(nal))
             elif nal_unit_type in (NAL_SLICE, NAL_IDR_SLICE):
+                if slices and not (self._fn_shift or self._poc_shift) or slices and slices[0][1].idr:
+                    # A picture's numbers and marking are its first slice's; the others are
+                    # read only when they must be renumbered (half the cost with 2 slices).
+                    continue
                 try:
                     slices.append((index, parse_slice_header(bytes(nal), self._sps, self._pps)))
                 except MediaError as e:

@@ -67,7 +67,7 @@ __all__ = [
     "encode_marked_flv",
     "flv_bytes",
     "make_dirty_stream",
-    "marks",
+    "sync_marks",
 ]
 
 AUDIO, VIDEO, SCRIPT = 8, 9, 18
@@ -922,7 +922,7 @@ def encode_marked_flv(path: str | os.PathLike[str], *, seconds: float = 30.0, fp
     return path
 
 
-def marks(flv: bytes) -> tuple[list[float], list[float]]:
+def sync_marks(flv: bytes) -> tuple[list[float], list[float]]:
     """Where the marks of `encode_marked_flv` are in an FLV (after whatever was done to it):
     the presentation times (ms) of the white frames, and the start times (ms) of the beeps,
     each from its AAC frame's timestamp plus its offset inside the frame. Decoded with PyAV."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from rtmprelay.media.cleaner import CleanerConfig, StreamCleaner
-from rtmprelay.testing.dirty import StreamMessage, encode_marked_flv, flv_bytes, marks
+from rtmprelay.testing.dirty import StreamMessage, encode_marked_flv, flv_bytes, sync_marks
 from rtmprelay.testing.flv import read_flv_tags
 from rtmprelay.testing.peers import PeerUnavailable
 
@@ -68,7 +68,7 @@ def through_cleaner(tags, *, audio_ts_scale=1.0, sample_clock=1.0, jitter_ms=0.0
 
 
 def offsets(flv: bytes) -> list[float]:
-    flashes, beeps = marks(flv)
+    flashes, beeps = sync_marks(flv)
     assert len(flashes) >= SECONDS - 1 and len(beeps) >= SECONDS - 2, (flashes, beeps)
     return [min(beeps, key=lambda b: abs(b - f)) - f for f in flashes]
 
