@@ -43,7 +43,7 @@ class Scrape:
 def test_metrics_during_a_live_publish_and_after_it(rtmprelay_factory, ffmpeg_publisher_factory):
     """The glasses' shape of stream (15 fps, a keyframe every second) into the Cloudflare profile:
     /metrics shows the input as it was and what the relay made of it, from the relay's own counters."""
-    relay = rtmprelay_factory(["--profile", "cloudflare"])
+    relay = rtmprelay_factory(["--profile", "cloudflare"], hls=True)
     path = "live/user1/glasses"
     publisher = ffmpeg_publisher_factory(relay.url(f"{path}?key={SECRET}"), seconds=7, size="320x240", fps=15, gop=15)
     scrape = wait_for(lambda: (s := Scrape(relay)).value("rtmprelay_stream_hls_ready", path=path) and s, timeout=30)

@@ -64,7 +64,7 @@ def open_page_and_see_the_stream(browser, relay, publisher_factory, path: str, *
 
 
 def test_the_page_lists_a_live_stream_and_its_preview_plays(rtmprelay_factory, ffmpeg_publisher_factory, headless_chromium):
-    relay = rtmprelay_factory(["--profile", "cloudflare"])
+    relay = rtmprelay_factory(["--profile", "cloudflare"], hls=True)
     driver = headless_chromium.driver
     path = "live/user1/glasses"
     # the glasses' shape: 15 fps, a keyframe every second, far below Cloudflare's bitrate floor
