@@ -175,7 +175,7 @@ class CleanerCounters:
     audio_drift_ms: float | None = None
     audio_drift_ppm: int | None = None
     audio_drift_inserted: int = 0
-    audio_drift_dropped: int = 0
+    audio_dropped: int = 0
     malformed: int = 0
     repairs: dict = attrs.field(factory=lambda: {"video": {}, "audio": {}})
     input_fps: float | None = None
@@ -665,7 +665,7 @@ class StreamCleaner:
             self._drift_applied_ms += frame_ms
             self._verdict("audio_clock", True, True, f"audio clock {drift:+.0f} ms against arrival")
         elif error < -DRIFT_STEP * frame_ms:
-            counters.audio_drift_dropped += 1
+            counters.audio_dropped += 1
             self._drift_applied_ms -= frame_ms
             self._verdict("audio_clock", True, True, f"audio clock {drift:+.0f} ms against arrival")
             return True
