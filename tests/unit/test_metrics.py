@@ -44,8 +44,9 @@ class Scrape:
 
 @pytest.fixture(scope="module")
 def glasses_tags(tmp_path_factory):
-    """5 s of real H.264 + AAC as the glasses send it: 15 fps, a keyframe every second."""
-    path = make_test_flv(tmp_path_factory.mktemp("flv") / "glasses.flv", seconds=5, size="160x96", fps=15, gop=15)
+    """13 s of real H.264 + AAC as the glasses send it: 15 fps, a keyframe every second (long
+    enough for the bitrate rule, judged over 10 s after the first 2)."""
+    path = make_test_flv(tmp_path_factory.mktemp("flv") / "glasses.flv", seconds=13, size="160x96", fps=15, gop=15)
     return [tag for tag in read_flv_tags(path) if tag.tag_type in (8, 9)]
 
 
@@ -69,8 +70,8 @@ def test_a_dirty_input_and_its_repairs_are_read_from_the_cleaner(glasses_tags):
     assert scrape.value("rtmprelay_live_streams") == 1
     # what the input was: 15 fps, keyframes 1 s apart
     assert scrape.value("rtmprelay_stream_input_frames_per_second", path=path) == pytest.approx(15, rel=0.05)
-    assert scrape.value("rtmprelay_stream_keyframe_interval_seconds_count", path=path, side="input") == 4
-    assert scrape.value("rtmprelay_stream_keyframe_interval_seconds_bucket", path=path, side="input", le="1.0") == 4
+    assert scrape.value("rtmprelay_stream_keyframe_interval_seconds_count", path=path, side="input") == 12
+    assert scrape.value("rtmprelay_stream_keyframe_interval_seconds_bucket", path=path, side="input", le="1.0") == 12
     assert scrape.value("rtmprelay_stream_input_bytes_per_second", path=path) == counters.input_bitrate / 8
     # what went out: 30 fps from repeated frames, keyframes at least 2 s apart (the others relabelled)
     assert scrape.value("rtmprelay_stream_output_frames_per_second", path=path) == pytest.approx(30, rel=0.05)
