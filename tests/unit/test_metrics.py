@@ -42,12 +42,21 @@ class Scrape:
         return found[0]
 
 
+def _glasses(tmp_path_factory, seconds):
+    path = make_test_flv(tmp_path_factory.mktemp("flv") / "glasses.flv", seconds=seconds, size="160x96", fps=15, gop=15)
+    return [tag for tag in read_flv_tags(path) if tag.tag_type in (8, 9)]
+
+
 @pytest.fixture(scope="module")
 def glasses_tags(tmp_path_factory):
-    """13 s of real H.264 + AAC as the glasses send it: 15 fps, a keyframe every second (long
-    enough for the bitrate rule, judged over 10 s after the first 2)."""
-    path = make_test_flv(tmp_path_factory.mktemp("flv") / "glasses.flv", seconds=13, size="160x96", fps=15, gop=15)
-    return [tag for tag in read_flv_tags(path) if tag.tag_type in (8, 9)]
+    """5 s of real H.264 + AAC as the glasses send it: 15 fps, a keyframe every second."""
+    return _glasses(tmp_path_factory, 5)
+
+
+@pytest.fixture(scope="module")
+def long_glasses_tags(tmp_path_factory):
+    """The same for 13 s: long enough for the bitrate rule (judged over 10 s after the first 2)."""
+    return _glasses(tmp_path_factory, 13)
 
 
 def publish(stream, tags) -> None:
@@ -57,11 +66,11 @@ def publish(stream, tags) -> None:
 
 
 @needs_ffmpeg
-def test_a_dirty_input_and_its_repairs_are_read_from_the_cleaner(glasses_tags):
+def test_a_dirty_input_and_its_repairs_are_read_from_the_cleaner(long_glasses_tags):
     registry = StreamRegistry(cleaning=CleanerConfig.from_profile("cloudflare"))
     collector = RelayCollector(registry, clock=Clock())
     stream = registry.start("live/u1/glasses", Publisher())
-    publish(stream, glasses_tags)
+    publish(stream, long_glasses_tags)
     scrape = Scrape(collector)
     counters = stream.cleaner.counters
     path = "live/u1/glasses"
