@@ -268,8 +268,10 @@ class StreamCleaner:
         self._video_drift_ms = 0.0
         # input measurements
         self._video_times: deque = deque()
-        self._bytes: deque = deque()
+        self._bytes: deque = deque()  # (arrival, size) over BITRATE_WINDOW_S
         self._bytes_in_window = 0
+        self._bytes_recent: deque = deque()  # over _MEASURE_WINDOW_S
+        self._bytes_in_recent = 0
 
     # -- public --------------------------------------------------------------------------
 
@@ -866,26 +868,34 @@ class StreamCleaner:
             self._verdict("max_keyframe_interval", True, False, f"GOP over {limit:g} s; needs re-encoding")
 
     def _measure_bytes(self, size: int, now: float) -> None:
-        """Input bitrate over the last ``BITRATE_WINDOW_S`` of arrival time after the first
-        ``BITRATE_WARMUP_S``; the bitrate rule is judged once the window is full (one second
-        says little about a stream)."""
-        if now - self._origin < BITRATE_WARMUP_S:
-            return  # an encoder's first seconds are not its rate
+        """Input bitrate (``counters.input_bitrate``) over the last ``_MEASURE_WINDOW_S`` of
+        arrival time. The bitrate rule is judged on the last ``BITRATE_WINDOW_S`` (several
+        GOPs), once that much input has come after the first ``BITRATE_WARMUP_S`` (an
+        encoder ramping up): one second says little about a stream."""
         window = self._bytes
         window.append((now, size))
         self._bytes_in_window += size
         while now - window[0][0] > BITRATE_WINDOW_S:
             self._bytes_in_window -= window.popleft()[1]
-        span = now - window[0][0]
+        recent = self._bytes_recent
+        recent.append((now, size))
+        self._bytes_in_recent += size
+        while now - recent[0][0] > _MEASURE_WINDOW_S:
+            self._bytes_in_recent -= recent.popleft()[1]
+        span = now - recent[0][0]
         if span >= 1.0:
-            rate = self.counters.input_bitrate = round(self._bytes_in_window * 8 / span)
-            if span < 0.95 * BITRATE_WINDOW_S:
-                return
-            low, high = self.config.min_bitrate, self.config.max_bitrate
-            if low is not None and rate < low:
-                self._verdict("bitrate", True, False, f"{rate / 1e6:.2f} Mbit/s over {span:.0f} s, under the {self.config.profile} minimum of {low / 1e6:g} Mbit/s")
-            elif high is not None and rate > high:
-                self._verdict("bitrate", True, False, f"{rate / 1e6:.2f} Mbit/s over {span:.0f} s, over the {self.config.profile} maximum of {high / 1e6:g} Mbit/s")
+            self.counters.input_bitrate = round(self._bytes_in_recent * 8 / span)
+        if now - self._origin < BITRATE_WARMUP_S + 0.95 * BITRATE_WINDOW_S:
+            return
+        span = now - window[0][0]
+        if span < 0.95 * BITRATE_WINDOW_S:
+            return  # the window is not full (the input stalled)
+        rate = round(self._bytes_in_window * 8 / span)
+        low, high = self.config.min_bitrate, self.config.max_bitrate
+        if low is not None and rate < low:
+            self._verdict("bitrate", True, False, f"{rate / 1e6:.2f} Mbit/s over {span:.0f} s, under the {self.config.profile} minimum of {low / 1e6:g} Mbit/s")
+        elif high is not None and rate > high:
+            self._verdict("bitrate", True, False, f"{rate / 1e6:.2f} Mbit/s over {span:.0f} s, over the {self.config.profile} maximum of {high / 1e6:g} Mbit/s")
 
 
 def aac_payload(header_byte: int, frame: bytes) -> bytes:

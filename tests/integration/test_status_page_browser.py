@@ -77,7 +77,8 @@ def test_the_page_lists_a_live_stream_and_its_preview_plays(rtmprelay_factory, f
     assert later["error"] is None and not later["paused"]
     assert (later["width"], later["height"]) == (640, 360)
 
-    text = row_text(driver, path)
+    # the bitrate rule is judged over 10 s after the first 2
+    text = wait_for(lambda: "bitrate (not repaired)" in (t := row_text(driver, path)) and t, timeout=20) or row_text(driver, path)
     assert "frames repeated" in text and "keyframes relabelled" in text  # what the cleaner repaired
     assert "bitrate (not repaired)" in text  # what it could not
     assert "preview failed" not in text
