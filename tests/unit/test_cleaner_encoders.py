@@ -119,7 +119,8 @@ def test_half_frame_phase_loses_nothing(encoded, encoder):
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    encoder=st.sampled_from(["x264-baseline", "x264-zerolatency-ref3", "x264-high-b2"]),
+    # no B-frame stream: dropping frames from one breaks its references
+    encoder=st.sampled_from(["x264-baseline", "x264-zerolatency-ref3"]),
     keep_every=st.sampled_from([2, 3]),
     phase=st.floats(0, PERIOD_MS, exclude_max=True),
 )
@@ -127,8 +128,6 @@ def test_variable_rate_input_lands_on_the_grid_losing_nothing_the_rate_does_not_
     """Every ``keep_every``-th frame of a no-B stream (a 15 or 10 fps device): every frame kept,
     on the 30 fps grid, the slots between filled with skip frames or left empty."""
     tags = encoded(encoder)
-    if encoder.endswith("b2"):
-        pytest.skip("dropping frames from a B-frame stream breaks its references")
     video = [t for t in tags if t.tag_type == 9 and t.payload[1] == 1]
     kept_ids = {id(t) for i, t in enumerate(video) if i % (keep_every * 60) == 0 or (i % 60) % keep_every == 0}
     thinned = [t for t in tags if t.tag_type != 9 or t.payload[1] != 1 or id(t) in kept_ids]
