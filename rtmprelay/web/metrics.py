@@ -21,8 +21,8 @@ the output, which keeps the number of series bounded by the live streams.
 Given the RTMP server factory and the web site, it adds their connections by
 state and what their limits refused or closed, by reason.
 
-Metrics whose source is not on main yet are declared in :data:`FAMILIES` but
-read by functions marked PENDING that return nothing: no value is made up.
+A reading a source does not have yet (the A/V drift before the cleaner has
+measured one) is left out, never made up.
 """
 
 from __future__ import annotations
@@ -108,7 +108,15 @@ FAMILIES: dict[str, Family] = {
     "rtmprelay_stream_rule_verdict": Family(
         "gauge", "Destination rules checked so far: 1 for the rule's verdict (kept, repaired or broken)", _PATH + ("rule", "verdict")
     ),
-    "rtmprelay_stream_av_drift_seconds": Family("gauge", "Measured audio/video drift of the input", _PATH),
+    "rtmprelay_stream_av_drift_seconds": Family(
+        "gauge",
+        "Measured drift of the input's audio clock against its video, from arrival times "
+        "(+: audio behind); the cleaner repairs it a whole AAC frame at a time",
+        _PATH,
+    ),
+    "rtmprelay_stream_av_drift_repairs_total": Family(
+        "counter", "Whole AAC frames inserted (+ silence) or dropped to follow a drifting audio clock", _PATH + ("action",)
+    ),
     # -- per stream: local HLS
     "rtmprelay_stream_hls_ready": Family("gauge", "1 once the current publish has a playable playlist", _PATH),
     "rtmprelay_stream_hls_segments_total": Family("counter", "HLS segments written for this path", _PATH),
@@ -184,7 +192,6 @@ _TRANSCODER_COUNTS = (
     ("rtmprelay_stream_hls_encoder_frames_repeated_total", "frames_repeated"),
     ("rtmprelay_stream_hls_encoder_frames_dropped_total", "frames_dropped"),
 )
-#: The states an upstream can be in, as main's forwarder tells them (issue 10 adds more).
 #: UpstreamState's values as label values (Prometheus's snake_case: "backing off" -> backing_off).
 UPSTREAM_STATES = tuple(state.value.replace(" ", "_") for state in UpstreamState)
 #: RTMPServerProtocol.state: every one is always exported, so a state with no connection reads 0.
@@ -245,11 +252,16 @@ def cleaner_samples(path: str, cleaner) -> list[Sample]:
 
 
 def av_drift_samples(path: str, cleaner) -> list[Sample]:
-    """PENDING (issue 9): ``rtmprelay_stream_av_drift_seconds`` from the cleaner's measured A/V drift.
-
-    Main's ``CleanerCounters`` has no drift yet; when issue 9 adds it, return
-    ``[("rtmprelay_stream_av_drift_seconds", (path,), drift_in_seconds)]`` here."""
-    return []
+    """The cleaner's measured audio/video drift (none until it has measured one: nothing
+    is made up), and the whole AAC frames it inserted or dropped to follow it."""
+    counters = cleaner.counters
+    if counters.audio_drift_ms is None:
+        return []
+    return [
+        ("rtmprelay_stream_av_drift_seconds", (path,), counters.audio_drift_ms / 1000.0),
+        ("rtmprelay_stream_av_drift_repairs_total", (path, "inserted"), counters.audio_drift_inserted),
+        ("rtmprelay_stream_av_drift_repairs_total", (path, "dropped"), counters.audio_dropped),
+    ]
 
 
 def upstream_samples(stream: LiveStream) -> list[Sample]:

@@ -200,17 +200,19 @@ def test_connections_by_state_and_what_the_limits_refused_come_from_the_server()
     assert scrape.value("rtmprelay_connections", state="connected") == 0
 
 
-def test_pending_metrics_are_not_emitted():
-    """A/V drift (issue 9): its source is not there yet, so nothing is made up for it."""
+def test_av_drift_is_exported_once_the_cleaner_has_measured_it():
+    """Before a measurement there is no drift series (nothing made up); after one, the
+    gauge and the repairs read the cleaner's counters."""
     registry = StreamRegistry(cleaning=CleanerConfig())
     collector = RelayCollector(registry, clock=Clock())
     stream = registry.start("live/u1/s1", Publisher())
-    stream.attach(UpstreamForwarder(MemoryReactorClock(), stream, "rtmp://upstream.example/live/key"))
     names = {s.name for s in Scrape(collector).samples}
-    for pending in (
-        "rtmprelay_stream_av_drift_seconds",
-    ):
-        assert pending not in names
+    assert "rtmprelay_stream_av_drift_seconds" not in names
+    counters = stream.cleaner.counters
+    counters.audio_drift_ms, counters.audio_drift_inserted, counters.audio_dropped = -120.5, 0, 5
+    scrape = Scrape(collector)
+    assert scrape.value("rtmprelay_stream_av_drift_seconds", path="live/u1/s1") == -0.1205
+    assert scrape.value("rtmprelay_stream_av_drift_repairs_total", path="live/u1/s1", action="dropped") == 5
 
 
 @needs_ffmpeg
