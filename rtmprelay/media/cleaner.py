@@ -70,6 +70,12 @@ SLOT_TOLERANCE = 0.75
 #: The grid's phase follows the input's by at most this much per frame (output steps stay within 1 ms).
 PHASE_STEP_MS = 0.3
 _PHASE_GAIN = 1 / 16
+#: Video that starts behind audio already sent is shifted to start after it, by at most this
+#: many frames, and the shift worked off this much a frame: 15 ms over a 2 s GOP at 30 fps,
+#: so output keyframes stay within half a frame of their input spacing; A/V offset under
+#: 40 ms within 20 frames.
+MAX_START_SHIFT_FRAMES = 2
+START_SHIFT_DECAY_MS = 0.25
 #: For this long after the stream's first message, audio waits for the first video frame
 #: (so both start together); then a track that has not started holds nothing.
 START_HOLD_S = 0.045
@@ -239,6 +245,7 @@ class StreamCleaner:
         self._skip = SkipFrameMaker()
         self._skip_budget: _Budget | None = None
         self._grid_origin = 0.0
+        self._start_shift_ms = 0.0
         self._last_slot: int | None = None
         self._last_cts = 0
         self._seen_keyframe = False
@@ -398,14 +405,22 @@ class StreamCleaner:
         last = self._last_slot
         if last is None:
             # The grid's phase is the first frame's: a constant-rate input sits on it exactly.
-            self._grid_origin = max(time_ms, float(self._released_ms))
+            # Audio may already have left past it (the video came after the start hold): then,
+            # up to MAX_START_SHIFT_FRAMES, every frame is shifted alike to start at what left
+            # and the shift is worked off START_SHIFT_DECAY_MS a frame, rather than frames
+            # dropped to catch up (a B-frame early by the shift would pass for a too-fast
+            # input). Further behind, the first frames are retimed or dropped as before.
+            shift = max(0.0, self._released_ms - time_ms)
+            self._start_shift_ms = shift if shift <= MAX_START_SHIFT_FRAMES * period else 0.0
+            self._grid_origin = max(time_ms + self._start_shift_ms, float(self._released_ms))
             slot = 0
         else:
+            grid_ms = time_ms + self._start_shift_ms
             # Never below what already left (a track that was idle past the interleave bound).
             # (the first slot whose timestamp, rounded, is not below it: equal stamps may follow)
             floor_slot = math.ceil((self._released_ms - 0.5 - self._grid_origin) / period - 1e-9)
             slot = last + 1
-            error = (time_ms - self._grid_origin) / period - slot
+            error = (grid_ms - self._grid_origin) / period - slot
             if error < -SLOT_TOLERANCE:
                 if not is_key and all(avcc.nal_ref_idc(n) == 0 for n in nals if avcc.nal_unit_type(n) in (1, 5)):
                     self.counters.dropped += 1
@@ -423,6 +438,8 @@ class StreamCleaner:
                 # on time: the grid follows the input's phase, slowly enough to stay a grid
                 step = error * period * _PHASE_GAIN
                 self._grid_origin += max(-PHASE_STEP_MS, min(PHASE_STEP_MS, step))
+                if self._start_shift_ms:
+                    self._start_shift_ms = max(0.0, self._start_shift_ms - START_SHIFT_DECAY_MS)
             if slot < floor_slot:
                 slot = floor_slot
                 self.counters.retimed += 1

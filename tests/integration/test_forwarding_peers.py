@@ -147,6 +147,13 @@ def test_two_destinations_with_one_down_the_other_gets_every_frame(
     assert flv.decode_check(recording).clean
 
 
+def media_playlists(folder) -> dict[str, str]:
+    """The media playlists of a stream's HLS folder (fMP4 by default: video.m3u8 and
+    audio.m3u8 under a master index.m3u8; MPEG-TS: index.m3u8 itself), by name."""
+    texts = {p.name: p.read_text() for p in sorted(folder.glob("*.m3u8"))}
+    return {name: text for name, text in texts.items() if "#EXT-X-STREAM-INF" not in text}
+
+
 def test_sigterm_ends_every_upstream_publish_cleanly_and_exits_0(
     tmp_path, nginx_rtmp_factory, rtmprelay_factory, ffmpeg_publisher_factory, long_flv
 ):
@@ -157,11 +164,12 @@ def test_sigterm_ends_every_upstream_publish_cleanly_and_exits_0(
          "--forward", f"rtmp://127.0.0.1:{upstream.port}/live/{{path}}"]
     )
     publisher = ffmpeg_publisher_factory(relay.url("live/user1/bye"), seconds=None, source_file=long_flv)
-    playlist = hls / "user1" / "bye" / "index.m3u8"
-    wait_for(lambda: "forwarding live/user1/bye" in relay.log_text and playlist.exists(), "forwarding and a playlist")
+    folder = hls / "user1" / "bye"
+    wait_for(lambda: "forwarding live/user1/bye" in relay.log_text and media_playlists(folder), "forwarding and a playlist")
     relay._signal_stop()  # SIGTERM, as systemd or docker stop sends it
     assert relay.wait(timeout=15) == 0, relay.log_text
-    assert "#EXT-X-ENDLIST" in playlist.read_text()
+    playlists = media_playlists(folder)
+    assert playlists and all("#EXT-X-ENDLIST" in text for text in playlists.values()), playlists
     upstream.wait_recording("user1/bye")
     # nginx logs "deleteStream" when the command comes, and again on disconnect: a relay that
     # unpublished cleanly shows it before the disconnect, one that just closed the socket after.
@@ -221,8 +229,10 @@ def test_the_publisher_gone_and_back_inside_the_grace_is_one_upstream_publish(
     report = flv.decode_check(recording)
     assert report.clean, report
     assert report.video_frames == len(video)
-    playlist = (hls / "user1" / "flaky" / "index.m3u8").read_text()
-    assert "#EXT-X-DISCONTINUITY" not in playlist and "#EXT-X-ENDLIST" in playlist, playlist
+    playlists = media_playlists(hls / "user1" / "flaky")
+    assert playlists, "no HLS playlist"
+    for text in playlists.values():
+        assert "#EXT-X-DISCONTINUITY" not in text and "#EXT-X-ENDLIST" in text, text
 
 
 def test_an_application_the_upstream_does_not_have_is_named_counted_and_logged_once(
