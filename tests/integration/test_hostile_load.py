@@ -134,12 +134,14 @@ def test_hostile_load_leaves_legitimate_publishers_untouched(
 
     # -- every hostile connection was closed within its limit, with one log line naming why.
     # A reset frees a local port at once, so one port may serve several connections in turn:
-    # the k-th connection from a port owns the k-th close line naming that port.
+    # the k-th connection from a port to one server (RTMP or HTTP) owns the k-th close line
+    # of that server naming that port. (The same local port may be open to both servers at
+    # once, so the two are counted apart.)
     by_name = {kind.name: kind for kind in kinds}
-    lines_by_port: dict[int, list[str]] = {}
-    for port, why in re.findall(r"closing (?:RTMP|HTTP) connection from 127\.0\.0\.1:(\d+): (.*)", relay.log_text):
-        lines_by_port.setdefault(int(port), []).append(why)
-    outcomes_by_port: dict[int, list] = {}
+    lines_by_port: dict[tuple[str, int], list[str]] = {}
+    for server, port, why in re.findall(r"closing (RTMP|HTTP) connection from 127\.0\.0\.1:(\d+): (.*)", relay.log_text):
+        lines_by_port.setdefault((server.lower(), int(port)), []).append(why)
+    outcomes_by_port: dict[tuple[str, int], list] = {}
     problems = []
     for outcome in swarm.outcomes:
         kind = by_name[outcome.kind]
@@ -151,7 +153,7 @@ def test_hostile_load_leaves_legitimate_publishers_untouched(
             continue
         if outcome.seconds_to_close > kind.close_within:
             problems.append(f"{outcome.kind} closed after {outcome.seconds_to_close:.1f} s (limit {kind.close_within:.1f} s)")
-        outcomes_by_port.setdefault(outcome.local_port, []).append(outcome)
+        outcomes_by_port.setdefault((kind.port_kind, outcome.local_port), []).append(outcome)
     legit_ports = set(lines_by_port) - set(outcomes_by_port)
     for port, outcomes in outcomes_by_port.items():
         outcomes.sort(key=lambda o: o.connected_at)
