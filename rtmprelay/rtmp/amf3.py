@@ -6,7 +6,7 @@ AMF0 (see ``amf0``), so layers above need not care which encoding arrived:
 =====================  ==============================================
 AMF3 type (marker)     Python value
 =====================  ==============================================
-undefined (0x00)       ``amf0.UNDEFINED``
+undefined (0x00)       ``UNDEFINED``
 null (0x01)            ``None``
 false, true (0x02/3)   ``bool``
 integer (0x04)         ``int`` (29 bits, sign-extended)
@@ -15,11 +15,11 @@ string (0x06)          ``str``
 XML document (0x07)    ``str``
 date (0x08)            ``datetime``, timezone-aware UTC
 array (0x09)           ``list`` when it has no associative part;
-                       otherwise an ``amf0.ECMAArray`` holding the
+                       otherwise an ``ECMAArray`` holding the
                        associative members under their ``str`` keys
                        *and* the dense items under ``int`` keys 0..n-1
 object (0x0A)          ``dict`` for an anonymous object, else
-                       ``amf0.TypedObject(class_name, members)``;
+                       ``TypedObject(class_name, members)``;
                        sealed and dynamic members together
 XML (0x0B)             ``str``
 byte array (0x0C)      ``bytes``
@@ -42,7 +42,7 @@ from typing import Any
 import attrs
 
 from rtmprelay.errors import AMFError
-from rtmprelay.rtmp import amf0
+from rtmprelay.rtmp import _amf
 
 __all__ = ["decode"]
 
@@ -87,11 +87,11 @@ class _Decoder:
 
     __slots__ = ("_view", "_limits", "_strings", "_objects", "_traits")
 
-    def __init__(self, view: memoryview, limits: amf0._Limits) -> None:
+    def __init__(self, view: memoryview, limits: _amf._Limits) -> None:
         self._view = view
         self._limits = limits
         self._strings: list[str] = []
-        self._objects: list[Any] = []  # amf0._Limits table entries
+        self._objects: list[Any] = []  # _amf._Limits table entries
         self._traits: list[_Traits] = []
 
     def value(self, offset: int, depth: int) -> tuple[Any, int]:
@@ -99,16 +99,16 @@ class _Decoder:
         if offset >= len(view):
             raise AMFError(
                 "truncated AMF3 value: need 1 byte for the type marker, have 0",
-                amf0._at(offset),
+                _amf._at(offset),
             )
         marker = view[offset]
         reader = _READERS.get(marker)
         if reader is None:
-            raise AMFError(f"unknown AMF3 type marker 0x{marker:02x}", amf0._at(offset))
+            raise AMFError(f"unknown AMF3 type marker 0x{marker:02x}", _amf._at(offset))
         limits = self._limits
         limits.values += 1
         if limits.values > limits.max_values:
-            raise AMFError(f"more than {limits.max_values} values", amf0._at(offset))
+            raise AMFError(f"more than {limits.max_values} values", _amf._at(offset))
         return reader(self, offset + 1, depth)
 
     # -- building blocks
@@ -125,7 +125,7 @@ class _Decoder:
             if byte < 0x80:
                 return (result << 7) | byte, offset + index + 1
             result = (result << 7) | (byte & 0x7F)
-        raise AMFError(f"truncated {what}: U29 cut off after {size} bytes", amf0._at(offset))
+        raise AMFError(f"truncated {what}: U29 cut off after {size} bytes", _amf._at(offset))
 
     def _utf8_vr(self, offset: int, what: str) -> tuple[str, int]:
         """A string, or a reference to one in the string table."""
@@ -135,11 +135,11 @@ class _Decoder:
             if index >= len(self._strings):
                 raise AMFError(
                     f"{what} reference {index}, but only {len(self._strings)} strings so far",
-                    amf0._at(offset),
+                    _amf._at(offset),
                 )
             return self._strings[index], body
         size = header >> 1
-        text = amf0._utf8(self._view, body, size, what)
+        text = _amf._utf8(self._view, body, size, what)
         if size:  # the empty string is never put in the table
             self._strings.append(text)
         return text, body + size
@@ -153,7 +153,7 @@ class _Decoder:
     # -- readers
 
     def _undefined(self, offset: int, depth: int) -> tuple[Any, int]:
-        return amf0.UNDEFINED, offset
+        return _amf.UNDEFINED, offset
 
     def _null(self, offset: int, depth: int) -> tuple[None, int]:
         return None, offset
@@ -171,7 +171,7 @@ class _Decoder:
         return value, offset
 
     def _double(self, offset: int, depth: int) -> tuple[float, int]:
-        amf0._need(self._view, offset, 8, "double")
+        _amf._need(self._view, offset, 8, "double")
         return _FLOAT64.unpack_from(self._view, offset)[0], offset + 8
 
     def _string(self, offset: int, depth: int) -> tuple[str, int]:
@@ -183,7 +183,7 @@ class _Decoder:
         if not header & 1:
             return self._object_reference(header, depth, offset - 1), body
         size = header >> 1
-        text = amf0._utf8(self._view, body, size, what)
+        text = _amf._utf8(self._view, body, size, what)
         self._objects.append((text, 0, 1))
         return text, body + size
 
@@ -197,9 +197,9 @@ class _Decoder:
         header, body = self._u29(offset, "date")
         if not header & 1:
             return self._object_reference(header, depth, offset - 1), body
-        amf0._need(self._view, body, 8, "date")
+        _amf._need(self._view, body, 8, "date")
         (milliseconds,) = _FLOAT64.unpack_from(self._view, body)
-        value = amf0._datetime(milliseconds, body)
+        value = _amf._datetime(milliseconds, body)
         self._objects.append((value, 0, 1))
         return value, body + 8
 
@@ -208,7 +208,7 @@ class _Decoder:
         if not header & 1:
             return self._object_reference(header, depth, offset - 1), body
         size = header >> 1
-        amf0._need(self._view, body, size, "byte array")
+        _amf._need(self._view, body, size, "byte array")
         value = bytes(self._view[body : body + size])
         self._objects.append((value, 0, 1))
         return value, body + size
@@ -229,7 +229,7 @@ class _Decoder:
         if count > self._left(offset):  # every item takes at least its marker byte
             raise AMFError(
                 f"array claims {count} dense items but only {self._left(offset)} bytes are left",
-                amf0._at(start),
+                _amf._at(start),
             )
         dense = []
         for _ in range(count):
@@ -237,7 +237,7 @@ class _Decoder:
             dense.append(item)
         value: Any = dense
         if associative:
-            value = amf0.ECMAArray(enumerate(dense))
+            value = _amf.ECMAArray(enumerate(dense))
             value.update(associative)
         self._limits.close(self._objects, token, value, depth)
         return value, offset
@@ -252,14 +252,14 @@ class _Decoder:
             if index >= len(self._traits):
                 raise AMFError(
                     f"traits reference {index}, but only {len(self._traits)} traits so far",
-                    amf0._at(start),
+                    _amf._at(start),
                 )
             traits = self._traits[index]
         elif header & 4:
             class_name, offset = self._utf8_vr(offset, "class name")
             raise AMFError(
                 f"unsupported externalizable AMF3 object (class {class_name!r})",
-                amf0._at(start),
+                _amf._at(start),
             )
         else:
             class_name, offset = self._utf8_vr(offset, "class name")
@@ -268,7 +268,7 @@ class _Decoder:
                 raise AMFError(
                     f"traits claim {count} sealed members but only "
                     f"{self._left(offset)} bytes are left",
-                    amf0._at(start),
+                    _amf._at(start),
                 )
             names = []
             for _ in range(count):
@@ -288,7 +288,7 @@ class _Decoder:
                 members[key], offset = self.value(offset, depth + 1)
         value: Any = members
         if traits.class_name:
-            value = amf0.TypedObject(traits.class_name, members)
+            value = _amf.TypedObject(traits.class_name, members)
         self._limits.close(self._objects, token, value, depth)
         return value, offset
 
@@ -296,7 +296,7 @@ class _Decoder:
 def _refuse(marker: int, name: str) -> _Reader:
     def refuse(decoder: _Decoder, offset: int, depth: int) -> tuple[Any, int]:
         raise AMFError(
-            f"unsupported AMF3 type marker 0x{marker:02x} ({name})", amf0._at(offset - 1)
+            f"unsupported AMF3 type marker 0x{marker:02x} ({name})", _amf._at(offset - 1)
         )
 
     return refuse
@@ -333,7 +333,7 @@ def decode(
     ``max_depth`` bounds how many containers may nest (at most
     ``amf0.MAX_DEPTH``).
     """
-    with amf0._byte_view(data) as view:
-        amf0._check_arguments(view, offset, max_depth)
-        return _Decoder(view, amf0._Limits(max_depth, len(view))).value(offset, 1)
+    with _amf._byte_view(data) as view:
+        _amf._check_arguments(view, offset, max_depth)
+        return _Decoder(view, _amf._Limits(max_depth, len(view))).value(offset, 1)
 
