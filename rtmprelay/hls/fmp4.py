@@ -46,9 +46,13 @@ media playlist as they are written (``MediaPlaylist.add_part``); the segment
 file is ``styp`` and its parts' bytes, written when its last part is, so a
 plain HLS client reads the same samples from the same playlist.
 
-- A video part ends at a decode time at most ``part_target_s`` after it
-  began: it is cut before a frame that the last frame step says would take it
-  past the target (or, when the steps vary, before the frame that did). So a
+- A video part ends at a decode time at most ``part_target_s`` plus one
+  millisecond after it began (``PART_SLACK_S``; the playlists' PART-TARGET says
+  so): RTMP timestamps are whole milliseconds, so six frames at 30 fps last
+  200 or 201 ms by rounding alone, and 29.97 fps frames 200.2 ms; without the
+  slack such parts would come out a frame short, under the spec's 85 % of
+  PART-TARGET. It is cut before a frame that the last frame step says would
+  take it past that (or, when the steps vary, before the frame that did). So a
   part is written one frame after its last frame arrives; the first part of a
   segment begins with its keyframe and is ``INDEPENDENT=YES``.
 - Audio parts hold the most whole AAC frames that fit the part target (8 at
@@ -204,6 +208,11 @@ class _Track:
             written.discard(name)
 
 
+#: What a part may last beyond the configured part target: the resolution of RTMP
+#: timestamps. The playlists' PART-TARGET is the configured target plus this.
+PART_SLACK_S = Fraction(1, 1000)
+
+
 def _ceil(value: Fraction) -> int:
     return -(-value.numerator // value.denominator)
 
@@ -229,11 +238,12 @@ class CmafOutput:
         self.target = target_duration_s
         self.clock = clock
         self.part_target = part_target_s
-        self._part_ticks = None if part_target_s is None else _ticks(part_target_s, cmaf.VIDEO_TIMESCALE)
+        listed_target = None if part_target_s is None else part_target_s + PART_SLACK_S
+        self._part_ticks = None if listed_target is None else _ticks(listed_target, cmaf.VIDEO_TIMESCALE)
         self._master_written = False
         self._video_high: Fraction | None = None  # latest picture of the open segment (pts)
-        self.video_track = _Track("video", window, part_target_s)
-        self.audio_track = _Track("audio", window, part_target_s)
+        self.video_track = _Track("video", window, listed_target)
+        self.audio_track = _Track("audio", window, listed_target)
         self._periods: deque[_Period] = deque()
         self._availability_start: Fraction | None = None
         self._finished = False

@@ -85,7 +85,8 @@ def check_every_playlist(recorder: Recorder, name: str) -> list:
     for text, position in versions:
         playlist = read_low_latency(text)
         assert playlist.problems == (), text
-        assert playlist.part_target_s == 0.2
+        # the configured 0.2 s and the millisecond of RTMP timestamps' rounding
+        assert playlist.part_target_s == 0.201
         assert playlist.can_block_reload
         if playlist.parts and not playlist.ended:
             assert playlist.preload_hints == (expected_hint(playlist),), text
@@ -95,6 +96,32 @@ def check_every_playlist(recorder: Recorder, name: str) -> list:
         assert position.segment == (playlist.segments[-1][0] if playlist.segments else -1)
         read.append(playlist)
     return read
+
+
+@pytest.mark.parametrize("phase_ms", [0.0, 5.5, 11.0, 16.5, 22.0, 27.5, 33.0])
+def test_millisecond_timestamps_at_any_phase_give_whole_parts(media, tmp_path, phase_ms):
+    """RTMP carries whole milliseconds: 30 fps frames step 33 or 34 ms in a pattern
+    that depends on where the grid falls against the millisecond. Six frames
+    last 200 or 201 ms by rounding alone; at every phase each part but a
+    segment's last holds six (a part cut a frame short breaks the 85% rule)."""
+    tags, index = [], 0
+    for tag in media["flv9"]:
+        if tag.tag_type == 9:
+            tag = tag._replace(timestamp=round(index * 1000 / 30 + phase_ms))
+            index += 1
+        tags.append(tag)
+    segmenter, recorder = copy_mode(tmp_path, tags)
+    segmenter.finish()
+    video = check_every_playlist(recorder, "video.m3u8")[-1]
+    full = [p for segment in _parts_by_segment(video) for p in segment[:-1]]
+    assert full and {round(p.duration_s, 3) for p in full} <= {0.2, 0.201}, video.parts
+
+
+def _parts_by_segment(playlist) -> list[list]:
+    segments: dict[int, list] = {}
+    for part in playlist.parts:
+        segments.setdefault(part.msn, []).append(part)
+    return list(segments.values())
 
 
 @pytest.mark.parametrize("mode", ["copy", "transcode"])
