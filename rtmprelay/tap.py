@@ -24,7 +24,7 @@ from rtmprelay.cloud.routing import CloudLookup
 from rtmprelay.errors import ConfigError
 from rtmprelay.hls.output import HLS_MODES, HlsOutput, HlsSettings
 from rtmprelay.hls.segmenter import CONTAINERS
-from rtmprelay.hls.transcode import TranscodeSettings
+from rtmprelay.hls.encoding import TranscodeSettings
 from rtmprelay.hls.worker import DEFAULT_QUEUE_FRAMES
 from rtmprelay.media.cleaner import CleanerConfig
 from rtmprelay.media.profiles import PROFILES, get_profile

@@ -34,10 +34,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from rtmprelay.errors import ConfigError, MediaError, ParseError
-from rtmprelay.hls.pipeline import TranscodePipeline
 from rtmprelay.hls.playlist import Position
 from rtmprelay.hls.segmenter import FlvSegmenter, Segmenter, SegmentSettings
-from rtmprelay.hls.transcode import TranscodeSettings
+from rtmprelay.hls.encoding import TranscodeSettings
 from rtmprelay.hls.worker import DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, StreamWorker
 from rtmprelay.names import StreamName, path_below
 
@@ -121,6 +120,8 @@ class _PathOutput:
             self.pipeline = FlvSegmenter(folder, segment_settings, on_segment=self._segment_closed, on_playlist=on_playlist)
             self.segmenter = self.pipeline
         else:
+            from rtmprelay.hls.pipeline import TranscodePipeline  # PyAV: loaded by the first transcode only
+
             self.segmenter = Segmenter(folder, segment_settings, on_segment=self._segment_closed, on_playlist=on_playlist)
             self.pipeline = TranscodePipeline(self.segmenter, settings.transcode)
         self.worker = StreamWorker(

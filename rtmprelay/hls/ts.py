@@ -20,8 +20,6 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
-import av
-
 from rtmprelay.errors import MediaError
 from rtmprelay.hls._files import remove_quietly, replace_atomically
 from rtmprelay.hls.packets import AudioFormat, VideoFormat
@@ -34,6 +32,14 @@ _CLOCK = 90000
 _TIME_BASE = Fraction(1, _CLOCK)
 
 
+def _av():
+    """PyAV, imported when the first segment opens: a relay that only forwards never
+    loads it (about 20 MB of resident memory, docs/performance.md)."""
+    import av
+
+    return av
+
+
 def _ticks(seconds: Fraction) -> int:
     return round(seconds * _CLOCK)
 
@@ -44,7 +50,7 @@ class _OpenSegment:
     def __init__(self, path: Path, video: VideoFormat, audio: AudioFormat | None) -> None:
         self.path = path
         self.tmp = path.with_name(path.name + ".tmp")
-        self.container = av.open(str(self.tmp), "w", format="mpegts")
+        self.container = _av().open(str(self.tmp), "w", format="mpegts")
         try:
             self.video = self.container.add_stream("h264")
             self.video.codec_context.extradata = video.extradata
@@ -59,6 +65,7 @@ class _OpenSegment:
             raise
 
     def mux(self, stream, data: bytes, dts: Fraction, pts: Fraction, key: bool) -> None:
+        av = _av()
         packet = av.Packet(data)
         packet.stream = stream
         packet.time_base = _TIME_BASE
@@ -112,7 +119,7 @@ class TsOutput:
         path = self.out_dir / f"{self.name_prefix}{self._sequence}.ts"
         try:
             self._segment = _OpenSegment(path, video, audio)
-        except av.FFmpegError as exc:
+        except _av().FFmpegError as exc:
             raise MediaError(f"cannot open a segment ({exc})", str(path)) from None
         self._sequence += 1
 
@@ -128,7 +135,7 @@ class TsOutput:
         segment, self._segment = self._segment, None
         try:
             segment.close()
-        except (av.FFmpegError, OSError):
+        except (_av().FFmpegError, OSError):
             segment.abort()
             raise
         name = segment.path.name
