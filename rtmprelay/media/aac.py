@@ -34,9 +34,9 @@ LC and LTP (object types 1, 2, 4) with channel configurations 1 to 7. SBR has
 its own extension payload per frame, so HE-AAC raises ``MediaError`` and the
 caller falls back (e.g. to repeating or dropping).
 
-ASC parsing and the frame writer use a small local bit reader/writer: the
-fields are conditional and escape-coded, which a bit-level construct would only
-obscure.
+ASC parsing and the frame writer use the bit reader/writer of
+``rtmprelay.media.bits`` (shared with ``avc``): the fields are conditional and
+escape-coded, which a bit-level construct would only obscure.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ import functools
 import attrs
 
 from rtmprelay.errors import MediaError
+from rtmprelay.media.bits import BitReader, BitWriter
 
 __all__ = [
     "AOT_AAC_LC",
@@ -85,43 +86,13 @@ _PS_SYNC_EXTENSION = 0x548
 _CHANNELS = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 8}
 
 
-class _Truncated(Exception):
-    def __init__(self, bit: int) -> None:
-        self.bit = bit
+class _ConfigReader(BitReader):
+    """A short read anywhere is one error: "truncated AudioSpecificConfig" at its byte."""
 
+    __slots__ = ()
 
-class _BitReader:
-    def __init__(self, data: bytes) -> None:
-        self._value = int.from_bytes(data, "big")
-        self.size = len(data) * 8
-        self.pos = 0
-
-    def read(self, n: int) -> int:
-        if self.pos + n > self.size:
-            raise _Truncated(self.pos)
-        self.pos += n
-        return (self._value >> (self.size - self.pos)) & ((1 << n) - 1)
-
-    @property
-    def left(self) -> int:
-        return self.size - self.pos
-
-
-class _BitWriter:
-    def __init__(self) -> None:
-        self._value = 0
-        self._bits = 0
-
-    def write(self, value: int, n: int) -> None:
-        if not 0 <= value < 1 << n:
-            raise ValueError(f"{value} does not fit in {n} bits")
-        self._value = (self._value << n) | value
-        self._bits += n
-
-    def to_bytes(self) -> bytes:
-        """The bits so far, zero-padded to a byte boundary (byte_alignment())."""
-        pad = -self._bits % 8
-        return (self._value << pad).to_bytes((self._bits + pad) // 8, "big")
+    def truncated(self, n: int, field: str) -> MediaError:
+        return MediaError("truncated AudioSpecificConfig", _where(self.position))
 
 
 @attrs.frozen
@@ -149,21 +120,21 @@ def _where(bit: int) -> str:
     return f"aac config byte {bit // 8}"
 
 
-def _object_type(reader: _BitReader) -> int:
-    start = reader.pos
-    aot = reader.read(5)
+def _object_type(reader: BitReader) -> int:
+    start = reader.position
+    aot = reader.u(5)
     if aot == _ESCAPE:
-        aot = 32 + reader.read(6)
+        aot = 32 + reader.u(6)
     if aot == 0:
         raise MediaError("null audio object type 0", _where(start))
     return aot
 
 
-def _frequency(reader: _BitReader) -> tuple[int, int]:
-    start = reader.pos
-    index = reader.read(4)
+def _frequency(reader: BitReader) -> tuple[int, int]:
+    start = reader.position
+    index = reader.u(4)
     if index == _EXPLICIT_FREQUENCY:
-        rate = reader.read(24)
+        rate = reader.u(24)
         if rate == 0:
             raise MediaError("explicit sampling frequency 0", _where(start))
         return index, rate
@@ -175,34 +146,30 @@ def _frequency(reader: _BitReader) -> tuple[int, int]:
 def parse_aac_config(data: bytes) -> AacConfig:
     """Parse an AudioSpecificConfig; ``MediaError`` names the field and byte."""
     raw = bytes(data)
-    reader = _BitReader(raw)
-    try:
-        return _parse(reader, raw)
-    except _Truncated as exc:
-        raise MediaError("truncated AudioSpecificConfig", _where(exc.bit)) from None
+    return _parse(_ConfigReader(raw, "AudioSpecificConfig"), raw)
 
 
-def _parse(reader: _BitReader, raw: bytes) -> AacConfig:
+def _parse(reader: BitReader, raw: bytes) -> AacConfig:
     object_type = _object_type(reader)
     index, rate = _frequency(reader)
-    channel_configuration = reader.read(4)
+    channel_configuration = reader.u(4)
     sbr = ps = False
     extension_rate = None
     core = object_type
     if object_type in (AOT_SBR, AOT_PS):
         sbr, ps = True, object_type == AOT_PS
         _, extension_rate = _frequency(reader)
-        core_start = reader.pos
+        core_start = reader.position
         core = _object_type(reader)
         if core == 22:  # ER BSAC: extensionChannelConfiguration
-            reader.read(4)
+            reader.u(4)
         if core in (AOT_SBR, AOT_PS):
             raise MediaError(f"SBR core object type {core}", _where(core_start))
     if core not in _GA_TYPES:
         raise MediaError(f"unsupported audio object type {core}", _where(0))
     frame_length = _ga_specific_config(reader, core, channel_configuration)
     if core in _ER_TYPES:
-        reader.read(2)  # epConfig
+        reader.u(2)  # epConfig
     if not sbr and channel_configuration != 0:
         found = _sync_extension(reader)
         if found is not None:
@@ -223,12 +190,12 @@ def _parse(reader: _BitReader, raw: bytes) -> AacConfig:
     )
 
 
-def _ga_specific_config(reader: _BitReader, core: int, channel_configuration: int) -> int:
+def _ga_specific_config(reader: BitReader, core: int, channel_configuration: int) -> int:
     """Read GASpecificConfig up to (not into) a program config element."""
-    short = reader.read(1)  # frameLengthFlag
-    if reader.read(1):  # dependsOnCoreCoder
-        reader.read(14)  # coreCoderDelay
-    extension = reader.read(1)
+    short = reader.u(1)  # frameLengthFlag
+    if reader.u(1):  # dependsOnCoreCoder
+        reader.u(14)  # coreCoderDelay
+    extension = reader.u(1)
     if core == AOT_ER_AAC_LD:
         frame_length = 480 if short else 512
     else:
@@ -236,35 +203,35 @@ def _ga_specific_config(reader: _BitReader, core: int, channel_configuration: in
     if channel_configuration == 0:
         return frame_length  # a program_config_element follows; not parsed
     if core in (6, 20):
-        reader.read(3)  # layerNr
+        reader.u(3)  # layerNr
     if extension:
         if core == 22:
-            reader.read(5 + 11)  # numOfSubFrame, layer_length
+            reader.u(5 + 11)  # numOfSubFrame, layer_length
         if core in (17, 19, 20, 23):
-            reader.read(3)  # the three resilience flags
-        reader.read(1)  # extensionFlag3
+            reader.u(3)  # the three resilience flags
+        reader.u(1)  # extensionFlag3
     return frame_length
 
 
-def _sync_extension(reader: _BitReader) -> tuple[int, bool] | None:
+def _sync_extension(reader: BitReader) -> tuple[int, bool] | None:
     """Backward-compatible SBR signalling: (extension rate, ps) if SBR is present.
 
     The extension is optional and muxers pad differently, so anything short or
     unexpected here means "no extension" rather than an error.
     """
-    if reader.left < 16:
+    if reader.bits_left < 16:
         return None
     try:
-        if reader.read(11) != _SYNC_EXTENSION:
+        if reader.u(11) != _SYNC_EXTENSION:
             return None
-        if _object_type(reader) != AOT_SBR or not reader.read(1):  # sbrPresentFlag
+        if _object_type(reader) != AOT_SBR or not reader.u(1):  # sbrPresentFlag
             return None
         _, extension_rate = _frequency(reader)
         ps = False
-        if reader.left >= 12 and reader.read(11) == _PS_SYNC_EXTENSION:
-            ps = bool(reader.read(1))
+        if reader.bits_left >= 12 and reader.u(11) == _PS_SYNC_EXTENSION:
+            ps = bool(reader.u(1))
         return extension_rate, ps
-    except (_Truncated, MediaError):
+    except MediaError:  # truncated, or a reserved frequency index
         return None
 
 
@@ -288,43 +255,43 @@ _ELEMENTS = {
 _GLOBAL_GAIN = 100  # irrelevant: with max_sfb 0 there is nothing to scale
 
 
-def _ics_info(writer: _BitWriter) -> None:
-    writer.write(0, 1)  # ics_reserved_bit
-    writer.write(0, 2)  # window_sequence: ONLY_LONG_SEQUENCE
-    writer.write(0, 1)  # window_shape: sine
-    writer.write(0, 6)  # max_sfb: no scale factor bands
-    writer.write(0, 1)  # predictor_data_present
+def _ics_info(writer: BitWriter) -> None:
+    writer.u(1, 0)  # ics_reserved_bit
+    writer.u(2, 0)  # window_sequence: ONLY_LONG_SEQUENCE
+    writer.u(1, 0)  # window_shape: sine
+    writer.u(6, 0)  # max_sfb: no scale factor bands
+    writer.u(1, 0)  # predictor_data_present
 
 
-def _individual_channel_stream(writer: _BitWriter, common_window: bool) -> None:
-    writer.write(_GLOBAL_GAIN, 8)
+def _individual_channel_stream(writer: BitWriter, common_window: bool) -> None:
+    writer.u(8, _GLOBAL_GAIN)
     if not common_window:
         _ics_info(writer)
     # section_data, scale_factor_data: empty for max_sfb 0
-    writer.write(0, 1)  # pulse_data_present
-    writer.write(0, 1)  # tns_data_present
-    writer.write(0, 1)  # gain_control_data_present
+    writer.u(1, 0)  # pulse_data_present
+    writer.u(1, 0)  # tns_data_present
+    writer.u(1, 0)  # gain_control_data_present
     # spectral_data: empty
 
 
 @functools.lru_cache(maxsize=None)
 def _silent_block(channel_configuration: int) -> bytes:
-    writer = _BitWriter()
+    writer = BitWriter()
     tags = {_ID_SCE: 0, _ID_CPE: 0, _ID_LFE: 0}
     for element in _ELEMENTS[channel_configuration]:
-        writer.write(element, 3)
-        writer.write(tags[element], 4)  # element_instance_tag
+        writer.u(3, element)
+        writer.u(4, tags[element])  # element_instance_tag
         tags[element] += 1
         if element == _ID_CPE:
-            writer.write(1, 1)  # common_window: one ics_info for both channels
+            writer.u(1, 1)  # common_window: one ics_info for both channels
             _ics_info(writer)
-            writer.write(0, 2)  # ms_mask_present
+            writer.u(2, 0)  # ms_mask_present
             _individual_channel_stream(writer, common_window=True)
             _individual_channel_stream(writer, common_window=True)
         else:
             _individual_channel_stream(writer, common_window=False)
-    writer.write(_ID_END, 3)
-    return writer.to_bytes()
+    writer.u(3, _ID_END)
+    return writer.align(0).bytes()  # byte_alignment()
 
 
 def silent_frame(cfg: AacConfig) -> bytes:
