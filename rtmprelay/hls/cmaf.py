@@ -37,15 +37,8 @@ import attrs
 
 from rtmprelay.errors import MediaError
 from rtmprelay.hls.packets import AudioFormat, VideoFormat
-from rtmprelay.media.avc import parse_sps
-from rtmprelay.media.avcc import (
-    NAL_AUD,
-    NAL_PPS,
-    NAL_SPS,
-    AVCConfig,
-    annexb_to_nal_units,
-    build_avc_config,
-)
+from rtmprelay.media.avc import HIGH_PROFILES, NAL_AUD, NAL_PPS, NAL_SPS, parse_sps
+from rtmprelay.media.avcc import AVCConfig, annexb_to_nal_units, build_avc_config
 
 __all__ = [
     "VIDEO_TIMESCALE",
@@ -66,7 +59,6 @@ _MATRIX = struct.pack(">9I", 0x00010000, 0, 0, 0, 0x00010000, 0, 0, 0, 0x4000000
 _LANGUAGE_UND = 0x55C4  # ISO 639-2 "und", 5 bits a letter
 _SYNC = 0x02000000  # sample_depends_on = 2: depends on no other sample
 _NON_SYNC = 0x01010000  # sample_depends_on = 1, sample_is_non_sync_sample = 1
-_HIGH_PROFILES = frozenset({100, 110, 122, 144, 44, 83, 86, 118, 128, 134, 135, 138, 139})
 
 
 @attrs.frozen
@@ -147,7 +139,7 @@ def _avc_config(video: VideoFormat) -> tuple[bytes, int, int]:
         raise MediaError("video extradata lacks an SPS or a PPS", "video format")
     parsed = parse_sps(sps[0])
     ext = b""
-    if parsed.profile_idc in _HIGH_PROFILES:
+    if parsed.profile_idc in HIGH_PROFILES:
         # 14496-15 5.3.3.1.2: chroma format and bit depths follow for these profiles
         ext = bytes(
             [

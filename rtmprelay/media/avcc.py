@@ -12,7 +12,7 @@ sequence header carries after its 5-byte tag header::
              { UI16 sequenceParameterSetLength, SPS NAL unit } x n
              UI8 numOfPictureParameterSets
              { UI16 pictureParameterSetLength, PPS NAL unit } x n
-             [high profiles (100, 110, 122, 144): chroma_format,
+             [high profiles (avc.HIGH_PROFILES): chroma_format,
               bit depths and SPS extensions; some muxers omit it]
 
 Everything after the PPS list is kept raw in ``AVCConfig.ext``: the high
@@ -34,6 +34,24 @@ import attrs
 import construct as c
 
 from rtmprelay.errors import MediaError
+
+# NAL unit types (table 7-1) are defined in avc; exported here too, NAL_NON_IDR and
+# NAL_IDR being avc's NAL_SLICE and NAL_IDR_SLICE.
+from rtmprelay.media.avc import (
+    NAL_AUD,
+    NAL_END_OF_SEQUENCE,
+    NAL_END_OF_STREAM,
+    NAL_FILLER,
+    NAL_PPS,
+    NAL_SEI,
+    NAL_SLICE_A,
+    NAL_SLICE_B,
+    NAL_SLICE_C,
+    NAL_SPS,
+    NAL_SPS_EXT,
+)
+from rtmprelay.media.avc import NAL_IDR_SLICE as NAL_IDR
+from rtmprelay.media.avc import NAL_SLICE as NAL_NON_IDR
 
 __all__ = [
     "AVCConfig",
@@ -59,22 +77,6 @@ __all__ = [
     "parse_avc_config",
     "split_nal_units",
 ]
-
-# --- NAL unit types (ITU-T H.264 table 7-1)
-
-NAL_NON_IDR = 1
-NAL_SLICE_A = 2
-NAL_SLICE_B = 3
-NAL_SLICE_C = 4
-NAL_IDR = 5
-NAL_SEI = 6
-NAL_SPS = 7
-NAL_PPS = 8
-NAL_AUD = 9
-NAL_END_OF_SEQUENCE = 10
-NAL_END_OF_STREAM = 11
-NAL_FILLER = 12
-NAL_SPS_EXT = 13
 
 _WHERE = "avc config byte {}"
 

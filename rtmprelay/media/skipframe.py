@@ -73,13 +73,14 @@ reach) and slices it cannot parse are passed on unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import attrs
 
 from rtmprelay.errors import MediaError
 from rtmprelay.media.avc import (
-    NAL_IDR_SLICE,
+    CODED_SLICES,
+    DATA_PARTITIONS,
     NAL_PPS,
     NAL_SLICE,
     NAL_SPS,
@@ -105,7 +106,6 @@ from rtmprelay.media.avc import (
 __all__ = ["SkipFrameMaker"]
 
 _SLICE_TYPE_P_ONLY = 5  # slice_type 5: P, and all slices of the picture are P
-_DATA_PARTITIONS = (2, 3, 4)
 _DEFAULT_NAL_REF_IDC = 2
 _FORGET_PREDECESSOR = (MemoryManagementOperation(1, difference_of_pic_nums_minus1=0),)
 
@@ -332,7 +332,7 @@ class SkipFrameMaker:
                 self._observe_sps(bytes(nal))
             elif nal_unit_type == NAL_PPS:
                 self._observe_pps(bytes(nal))
-            elif nal_unit_type in (NAL_SLICE, NAL_IDR_SLICE):
+            elif nal_unit_type in CODED_SLICES:
                 if slices and not (self._fn_shift or self._poc_shift) or slices and slices[0][1].idr:
                     # A picture's numbers and marking are its first slice's; the others are
                     # read only when they must be renumbered (half the cost with 2 slices).
@@ -342,7 +342,7 @@ class SkipFrameMaker:
                 except MediaError as e:
                     self._problem_until_idr(f"cannot follow the stream: {e}")
                     failed = True
-            elif nal_unit_type in _DATA_PARTITIONS:
+            elif nal_unit_type in DATA_PARTITIONS:
                 self._stream_problem = "data partitioning is not supported"
         if not slices:
             return nals

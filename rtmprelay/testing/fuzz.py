@@ -196,10 +196,10 @@ def _chunk_stream(data: bytes) -> object:
 
 
 def _parameter_sets(data: bytes) -> object:
-    sps = avc.parse_sps(data) if data[:1] and data[0] & 0x1F == 7 else None
+    sps = avc.parse_sps(data) if data[:1] and data[0] & 0x1F == avc.NAL_SPS else None
     if sps is not None:
         return sps
-    if data[:1] and data[0] & 0x1F == 8:
+    if data[:1] and data[0] & 0x1F == avc.NAL_PPS:
         return None  # a PPS needs its SPS: the slice target covers both
     return avc.nal_header(data) if data else None
 
@@ -210,14 +210,14 @@ def _slices(seeds: list[bytes]) -> Callable[[bytes], object]:
     pps_by_id: dict = {}
     for nal in seeds:
         try:
-            if nal and nal[0] & 0x1F == 7:
+            if nal and nal[0] & 0x1F == avc.NAL_SPS:
                 parsed = avc.parse_sps(nal)
                 sps_by_id[parsed.seq_parameter_set_id] = parsed
         except ParseError:
             pass
     for nal in seeds:
         try:
-            if nal and nal[0] & 0x1F == 8:
+            if nal and nal[0] & 0x1F == avc.NAL_PPS:
                 parsed = avc.parse_pps(nal, sps_by_id)
                 pps_by_id[parsed.pic_parameter_set_id] = parsed
         except ParseError:
@@ -225,11 +225,11 @@ def _slices(seeds: list[bytes]) -> Callable[[bytes], object]:
 
     def run(data: bytes) -> object:
         kind = data[0] & 0x1F if data else 0
-        if kind == 8:
+        if kind == avc.NAL_PPS:
             return avc.parse_pps(data, sps_by_id)
-        if kind in (1, 5):
+        if kind in avc.CODED_SLICES:
             return avc.parse_slice_header(data, sps_by_id, pps_by_id)
-        if kind == 7:
+        if kind == avc.NAL_SPS:
             return avc.parse_sps(data)
         return None
 
@@ -410,7 +410,7 @@ def targets(corpus: Corpus) -> list[Target]:
         Target("avc_config", avcc.parse_avc_config, tuple(corpus.avc_configs) or (b"\x01\x64\x00\x1f\xff\xe0\x00",)),
         Target("aac_config", aac.parse_aac_config, tuple(corpus.aac_configs) or (b"\x12\x10",)),
         Target("avcc_nal_units", avcc.split_nal_units, tuple(t[5:2000] for t in corpus.video_tags[:50]) or (b"\x00\x00\x00\x01\x65",)),
-        Target("parameter_sets", _parameter_sets, tuple(n for n in corpus.nal_units if n and n[0] & 0x1F in (7, 8)) or (b"\x67",)),
+        Target("parameter_sets", _parameter_sets, tuple(n for n in corpus.nal_units if n and n[0] & 0x1F in (avc.NAL_SPS, avc.NAL_PPS)) or (b"\x67",)),
         Target("slice_headers", _slices(corpus.nal_units), tuple(n[:300] for n in corpus.nal_units[:100]) or (b"\x65\x88",)),
     ]
     for type_id in sorted(corpus.messages):

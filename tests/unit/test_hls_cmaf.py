@@ -21,9 +21,13 @@ import pytest
 from rtmprelay.errors import MediaError
 from rtmprelay.hls.packets import AudioFormat, EncodedPacket, VideoFormat, avc_codec_string
 from rtmprelay.hls.playlist import MediaPlaylist, Rendition, Variant, render_master
+from rtmprelay.hls.cmaf import video_init_segment
 from rtmprelay.hls.segmenter import FlvSegmenter, Segmenter, SegmentSettings
+from rtmprelay.media import avc
+from rtmprelay.media.bits import BitWriter
 from rtmprelay.media.avcc import nal_units_to_annexb, parse_avc_config, split_nal_units
 from rtmprelay.testing.flv import read_flv_tags
+from tests.unit.test_media_avc import high_profile_sps
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -621,3 +625,18 @@ def test_a_closed_segment_waits_for_its_audio_only_while_audio_flows(media, tmp_
     segmenter = FlvSegmenter(tmp_path / "without", FMP4, on_segment=infos.append)
     _push_tags(segmenter, [t for t in tags[: position + 1] if t.tag_type == 9 or t.is_header])
     assert [i.uri for i in infos] == ["video_0.m4s"]
+
+
+@pytest.mark.parametrize("profile_idc", [100, 144, 244])
+def test_avcc_of_high_profiles_ends_with_chroma_format_and_bit_depths(profile_idc):
+    """14496-15 5.3.3.1.2: profiles whose SPS carries chroma_format_idc and bit depths
+    repeat them after the PPS list; High 4:4:4 Predictive (244, x264's 4:4:4) too."""
+    pps = BitWriter().ue(0).ue(0).u(1, 0).u(1, 0).ue(0).ue(0).ue(0).u(1, 0).u(2, 0).se(0).se(0).se(0)
+    pps.u(1, 1).u(1, 0).u(1, 0)
+    nals = [high_profile_sps(profile_idc), avc.make_nal(3, avc.NAL_PPS, pps.rbsp_trailing_bits().bytes())]
+    init = video_init_segment(VideoFormat(nal_units_to_annexb(nals), 160, 96))
+    at = init.index(b"avcC")
+    size = struct.unpack(">I", init[at - 4 : at])[0]
+    record = parse_avc_config(init[at + 4 : at - 4 + size])
+    assert record.sps == (nals[0],) and record.pps == (nals[1],)
+    assert record.ext == bytes([0xFC | 3, 0xF8 | 2, 0xF8 | 2, 0])

@@ -554,6 +554,29 @@ def test_sps_scaling_lists_and_poc_type_1():
     assert sps.frame_rate is None and sps.max_num_reorder_frames is None
 
 
+def high_profile_sps(profile_idc: int, chroma_format_idc: int = 3, bit_depth_minus8: int = 2) -> bytes:
+    """A 160x96 SPS whose profile carries chroma format and bit depths (avc.HIGH_PROFILES)."""
+    w = BitWriter().u(8, profile_idc).u(8, 0).u(8, 30).ue(0)
+    w.ue(chroma_format_idc)
+    if chroma_format_idc == 3:
+        w.u(1, 0)  # separate_colour_plane_flag
+    w.ue(bit_depth_minus8).ue(bit_depth_minus8).u(1, 0).u(1, 0)  # no bypass, no scaling matrix
+    w.ue(0).ue(2).ue(1).u(1, 0)  # frame_num of 4 bits, POC type 2, 1 ref, no gaps
+    w.ue(9).ue(5).u(1, 1).u(1, 1)  # 160x96 progressive, direct_8x8_inference_flag
+    w.u(1, 0).u(1, 0)  # no cropping, no VUI
+    return avc.make_nal(3, avc.NAL_SPS, w.rbsp_trailing_bits().bytes())
+
+
+@pytest.mark.parametrize("profile_idc", [144, 244])
+def test_high_444_sps_carries_chroma_format_and_bit_depths(profile_idc):
+    """244 is High 4:4:4 Predictive; 144 the High 4:4:4 of the 2005 edition, which
+    ffmpeg still reads with the same fields (withdrawn in 2007, still in old files)."""
+    assert profile_idc in avc.HIGH_PROFILES
+    sps = avc.parse_sps(high_profile_sps(profile_idc))
+    assert (sps.chroma_format_idc, sps.bit_depth_luma_minus8, sps.bit_depth_chroma_minus8) == (3, 2, 2)
+    assert (sps.width, sps.height, sps.pic_order_cnt_type) == (160, 96, 2)
+
+
 def _truncations(nal: bytes):
     for cut in range(len(nal)):
         yield nal[:cut]

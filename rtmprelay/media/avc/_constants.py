@@ -38,8 +38,10 @@ SLICE_SP = 3
 SLICE_SI = 4
 
 #: profile_idc values whose SPS carries chroma_format_idc, bit depths and scaling
-#: lists (7.3.2.1.1).
-HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
+#: lists (7.3.2.1.1), so whose AVCDecoderConfigurationRecord repeats the first
+#: three after its PPS (ISO/IEC 14496-15 5.3.3.1.2). 144 is the High 4:4:4 of the
+#: 2005 edition, withdrawn in 2007: its SPS has the same fields (ffmpeg reads it so).
+HIGH_PROFILES = frozenset({100, 110, 122, 144, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
 
 #: MaxFS of level 6.2 (table A-1): more macroblocks than this is not a real stream.
 MAX_PIC_SIZE_IN_MBS = 139264
