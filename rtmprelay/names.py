@@ -20,28 +20,38 @@ Every file name the relay builds (the HLS folder of a stream) comes from a
 path that passed this check, and :func:`path_below` checks again that the
 result stays under its root. Names that fail are refused with a reason that is
 safe to log and to send back (:func:`printable` escapes what a peer sent).
+
+A name also shows in URLs, both ways: :meth:`StreamName.fill` puts its parts
+into a URL template (``rtmp://up/live/{path}``: the ``--forward`` destinations,
+checked by :func:`check_url_template`), and :func:`mask_url` hides the stream
+key of a URL for logs and the API (:func:`shown_url` the token a webhook URL may
+carry).
 """
 
 from __future__ import annotations
 
 import re
+import string
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlsplit, urlunsplit
 
 import attrs
 
-from rtmprelay.errors import ParseError
+from rtmprelay.errors import ConfigError, ParseError
 
 __all__ = [
     "MAX_DEPTH",
     "MAX_ELEMENT_LENGTH",
     "MAX_PATH_LENGTH",
+    "URL_PLACEHOLDERS",
     "BadStreamName",
     "StreamName",
+    "check_url_template",
     "mask_url",
     "parse_stream_path",
     "path_below",
     "printable",
+    "shown_url",
 ]
 
 MAX_ELEMENT_LENGTH = 128
@@ -51,6 +61,8 @@ MAX_PATH_LENGTH = 255
 MAX_QUERY_LENGTH = 2048
 _ELEMENT = re.compile(r"[A-Za-z0-9._-]+")
 _PRINTABLE_LIMIT = 80
+#: What a URL template may name: the parts of a stream name (see :meth:`StreamName.fill`).
+URL_PLACEHOLDERS = ("app", "path", "userId", "streamId")
 
 
 class BadStreamName(ParseError):
@@ -88,6 +100,17 @@ class StreamName:
         app, rest = elements[0], elements[1:]
         return cls(app=app, path="/".join(rest), user_id=rest[-2] if len(rest) >= 2 else "", stream_id=rest[-1])
 
+    def fill(self, template: str) -> str:
+        """``template`` with ``{app}``, ``{path}``, ``{userId}`` and ``{streamId}`` replaced by
+        this name's parts, URL-quoted (``/`` kept in the path): ``rtmp://up/live/{path}`` for
+        ``live/u1/s1`` is ``rtmp://up/live/u1/s1``. See :func:`check_url_template`."""
+        return template.format(
+            app=quote(self.app, safe=""),
+            path=quote(self.path, safe="/"),
+            userId=quote(self.user_id, safe=""),
+            streamId=quote(self.stream_id, safe=""),
+        )
+
 
 def parse_stream_path(app: str, name: str) -> tuple[StreamName, dict[str, str]]:
     """The stream a client means by ``app`` (from connect) and ``name`` (from publish/play),
@@ -118,19 +141,26 @@ def path_below(root: Path, relative: str) -> Path:
     return Path(root) / relative
 
 
+def check_url_template(template: str) -> None:
+    """Raise ``ConfigError`` for a placeholder of ``template`` that is not in :data:`URL_PLACEHOLDERS`
+    (the template masked in the message, as it may hold a stream key)."""
+    for _literal, field, _spec, _conversion in string.Formatter().parse(template):
+        if field is not None and field not in URL_PLACEHOLDERS:
+            raise ConfigError(
+                f"unknown placeholder {{{field}}} in forward URL {mask_url(template)}; use {URL_PLACEHOLDERS}"
+            )
+
+
 def mask_url(url: str) -> str:
     """An RTMP URL with its stream key (the last path element, and any query) masked for logs and APIs.
 
     ``rtmps://live.cloudflare.com:443/live/abcdef0123456789`` becomes
     ``rtmps://live.cloudflare.com:443/live/abcd…``; user info is dropped.
     """
-    try:
-        parts = urlsplit(url)
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc = f"{netloc}:{parts.port}"
-    except ValueError:
+    split = _split_without_user_info(url)
+    if split is None:
         return "(unparsable URL)"
+    parts, netloc = split
     path = parts.path
     head, _, key = path.rpartition("/")
     if key:
@@ -138,7 +168,29 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, path, "…" if parts.query else "", ""))
 
 
+def shown_url(url: str) -> str:
+    """A URL whose path is no secret (a webhook's) for a log line: user info, query and
+    fragment dropped, as either may hold a token."""
+    split = _split_without_user_info(url)
+    if split is None:
+        return "(unparsable URL)"
+    parts, netloc = split
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 # -- helpers ----------------------------------------------------------------------------
+
+
+def _split_without_user_info(url: str) -> tuple[SplitResult, str] | None:
+    """The URL's parts and its ``host[:port]``; None when it cannot be read."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc = f"{netloc}:{parts.port}"
+    except ValueError:
+        return None
+    return parts, netloc
 
 
 def _split_query(value: str, what: str) -> tuple[str, str]:

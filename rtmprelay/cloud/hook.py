@@ -42,7 +42,7 @@ the action, the status or the kind of failure only.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from twisted.internet import defer, error as ierror
 from twisted.internet.defer import CancelledError, Deferred
@@ -50,6 +50,7 @@ from twisted.internet.protocol import Protocol
 from twisted.web import client as wclient
 
 from rtmprelay.errors import ConfigError
+from rtmprelay.names import shown_url
 from rtmprelay.relay.admission import PUBLISH, AdmissionRefused, AdmissionRequest, Refusal
 
 __all__ = ["DEFAULT_HOOK_TIMEOUT", "HttpAdmissionHook", "hook_form"]
@@ -86,7 +87,7 @@ class HttpAdmissionHook:
     def __init__(self, url: str, *, action: str = PUBLISH, timeout_s: float = DEFAULT_HOOK_TIMEOUT, http_client: Any = None, clock: Any = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"the {action} hook must be an http:// or https:// URL, not {_shown(url)!r}")
+            raise ConfigError(f"the {action} hook must be an http:// or https:// URL, not {shown_url(url)!r}")
         if clock is None:
             from twisted.internet import reactor as clock  # noqa: PLC0415
         if http_client is None:
@@ -95,7 +96,7 @@ class HttpAdmissionHook:
 
             http_client = HTTPClient(wclient.Agent(reactor))
         self._url = url
-        self.shown_url = _shown(url)
+        self.shown_url = shown_url(url)
         self.action = action
         self.actions = frozenset([action])
         self.timeout_s = timeout_s
@@ -151,17 +152,6 @@ class HttpAdmissionHook:
 
     def _unreachable(self, request: AdmissionRequest, what: str) -> AdmissionRefused:
         return AdmissionRefused(f"{request.action} hook unreachable: {what}", kind="hook_unreachable", category=Refusal.REJECTED)
-
-
-def _shown(url: str) -> str:
-    """The hook URL for a log line: no user info, no query (either may hold a token)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-    except ValueError:
-        return "(unparsable URL)"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _wraps_cancel(exc: BaseException) -> bool:

@@ -28,9 +28,7 @@ names the destination profile whose keyframe spacing this destination gets.
 
 from __future__ import annotations
 
-import string
 from typing import Protocol
-from urllib.parse import quote
 
 import attrs
 from twisted.internet import defer
@@ -39,11 +37,10 @@ from twisted.logger import Logger
 
 from rtmprelay.errors import ConfigError, RelayError
 from rtmprelay.media.profiles import get_profile
-from rtmprelay.names import StreamName, mask_url
+from rtmprelay.names import StreamName, check_url_template
 from rtmprelay.relay.client import UpstreamConfig, UpstreamForwarder
 from rtmprelay.relay.upstream import Destination
 
-PLACEHOLDERS = ("app", "path", "userId", "streamId")
 #: What may follow the URL in a --forward.
 FORWARD_OPTIONS = ("app", "profile")
 
@@ -83,21 +80,11 @@ class UrlTemplate:
     template: str
 
     def __attrs_post_init__(self) -> None:
-        for _literal, field, _spec, _conv in string.Formatter().parse(self.template):
-            if field is not None and field not in PLACEHOLDERS:
-                raise ConfigError(
-                    f"unknown placeholder {{{field}}} in forward URL {mask_url(self.template)}; use {PLACEHOLDERS}"
-                )
+        check_url_template(self.template)
         Destination(self.render("live/user/stream"))  # an URL that cannot be published to fails here
 
     def render(self, full_path: str) -> str:
-        name = StreamName.from_path(full_path)
-        return self.template.format(
-            app=quote(name.app, safe=""),
-            path=quote(name.path, safe="/"),
-            userId=quote(name.user_id, safe=""),
-            streamId=quote(name.stream_id, safe=""),
-        )
+        return StreamName.from_path(full_path).fill(self.template)
 
     def resolve(self, path: str) -> Deferred[str]:
         return defer.succeed(self.render(path))

@@ -8,16 +8,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rtmprelay.errors import ParseError
+from rtmprelay.errors import ConfigError, ParseError
 from rtmprelay.names import (
     MAX_DEPTH,
     MAX_ELEMENT_LENGTH,
     BadStreamName,
     StreamName,
+    check_url_template,
     mask_url,
     parse_stream_path,
     path_below,
     printable,
+    shown_url,
 )
 
 
@@ -118,6 +120,25 @@ def test_mask_url_hides_the_stream_key():
     assert "abcdef" not in masked
     assert mask_url("rtmp://user:pw@h/app/key?secret=1") == "rtmp://h/app/…?…"
     assert mask_url("rtmp://h:1936/live/u1/s1") == "rtmp://h:1936/live/u1/…"
+
+
+def test_a_name_fills_a_url_template():
+    name = StreamName.from_path("live/u1/s.1")
+    assert name.fill("rtmp://up/{app}/{path}") == "rtmp://up/live/u1/s.1"
+    assert name.fill("rtmps://cf:443/live/{streamId}?u={userId}") == "rtmps://cf:443/live/s.1?u=u1"
+    assert StreamName.from_path("live/s1").fill("rtmp://up/x/{userId}{streamId}") == "rtmp://up/x/s1"
+    check_url_template("rtmp://up/{app}/{path}/{userId}/{streamId}")
+
+
+def test_unknown_placeholders_are_refused_with_the_key_masked():
+    with pytest.raises(ConfigError, match=r"unknown placeholder \{user\}") as info:
+        check_url_template("rtmp://up/{user}/sk_live_0123456789")
+    assert "0123456789" not in str(info.value)
+
+
+def test_shown_url_drops_user_info_and_query():
+    assert shown_url("https://bot:pw@hooks.example:8443/on_publish?token=t0k3n#x") == "https://hooks.example:8443/on_publish"
+    assert shown_url("http://[::1]:99999/x") == "(unparsable URL)"
 
 
 def test_printable_escapes_and_bounds():
