@@ -36,8 +36,8 @@ from rtmprelay.errors import ConfigError, MediaError
 from rtmprelay.hls.encoding import TranscodeSettings
 from rtmprelay.hls.packets import AUDIO, VIDEO, AudioFormat, EncodedPacket, VideoFormat, avc_codec_string
 from rtmprelay.media import flv
-from rtmprelay.media.avc import NAL_PPS, NAL_SPS
-from rtmprelay.media.avcc import annexb_to_nal_units, nal_unit_type, nal_units_to_annexb
+from rtmprelay.media.avc import NAL_PPS, NAL_SPS, nal_unit_type
+from rtmprelay.media.avcc import annexb_to_nal_units, nal_units_to_annexb
 from rtmprelay.media.elementary import AacSequenceHeader, AvcSequenceHeader, read_audio, read_video
 
 __all__ = ["TranscodeSettings", "Transcoder", "TranscoderOutput"]

@@ -35,8 +35,8 @@ import construct as c
 
 from rtmprelay.errors import MediaError
 
-# NAL unit types (table 7-1) are defined in avc; exported here too, NAL_NON_IDR and
-# NAL_IDR being avc's NAL_SLICE and NAL_IDR_SLICE.
+# NAL unit types (table 7-1) and the NAL header byte are avc's; exported here too,
+# NAL_NON_IDR and NAL_IDR being avc's NAL_SLICE and NAL_IDR_SLICE.
 from rtmprelay.media.avc import (
     NAL_AUD,
     NAL_END_OF_SEQUENCE,
@@ -49,6 +49,8 @@ from rtmprelay.media.avc import (
     NAL_SLICE_C,
     NAL_SPS,
     NAL_SPS_EXT,
+    nal_ref_idc,
+    nal_unit_type,
 )
 from rtmprelay.media.avc import NAL_IDR_SLICE as NAL_IDR
 from rtmprelay.media.avc import NAL_SLICE as NAL_NON_IDR
@@ -270,20 +272,6 @@ def join_nal_units(nals: Iterable[bytes], length_size: int = 4) -> bytes:
         parts.append(length.pack(len(nal)))
         parts.append(nal)
     return b"".join(parts)
-
-
-def nal_unit_type(nal: bytes) -> int:
-    """``nal_unit_type``: the low 5 bits of the NAL header byte."""
-    if not nal:
-        raise MediaError("empty NAL unit", "NAL unit byte 0")
-    return nal[0] & 0x1F
-
-
-def nal_ref_idc(nal: bytes) -> int:
-    """``nal_ref_idc``: bits 5-6 of the NAL header byte (0 = not a reference)."""
-    if not nal:
-        raise MediaError("empty NAL unit", "NAL unit byte 0")
-    return (nal[0] >> 5) & 0x03
 
 
 # --- Annex B (start codes), for tests and encoders that emit it

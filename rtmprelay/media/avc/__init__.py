@@ -9,7 +9,8 @@ One job per module, all of them exported here:
 
 * ``_constants``: NAL unit types, slice types, ``HIGH_PROFILES``: the numbers
   ``avcc``, ``skipframe``, the HLS writers and the test streams share;
-* ``_rbsp``: the NAL header byte, and emulation prevention taken out and put back;
+* ``_rbsp``: the NAL header byte (``nal_unit_type``, ``nal_ref_idc``, and
+  ``nal_header`` for parsers), and emulation prevention taken out and put back;
 * ``_parameter_sets``: ``parse_sps`` (with VUI) and ``parse_pps``;
 * ``_slice_header``: ``parse_slice_header`` and its values (hot: once per slice
   when a stream is cleaned);
@@ -50,7 +51,14 @@ from rtmprelay.media.avc._constants import (
     SLICE_SP,
 )
 from rtmprelay.media.avc._parameter_sets import PPS, SPS, parse_pps, parse_sps
-from rtmprelay.media.avc._rbsp import escape_rbsp, make_nal, nal_header, unescape_rbsp
+from rtmprelay.media.avc._rbsp import (
+    escape_rbsp,
+    make_nal,
+    nal_header,
+    nal_ref_idc,
+    nal_unit_type,
+    unescape_rbsp,
+)
 from rtmprelay.media.avc._slice_header import (
     MemoryManagementOperation,
     PredWeight,
@@ -98,6 +106,8 @@ __all__ = [
     "unescape_rbsp",
     "escape_rbsp",
     "nal_header",
+    "nal_ref_idc",
+    "nal_unit_type",
     "parse_sps",
     "parse_pps",
     "parse_slice_header",

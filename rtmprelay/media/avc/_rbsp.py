@@ -34,8 +34,23 @@ def escape_rbsp(rbsp: bytes) -> bytes:
     return data
 
 
+def nal_unit_type(nal: bytes) -> int:
+    """``nal_unit_type``: the low 5 bits of the NAL header byte (the per-message quick read)."""
+    if not nal:
+        raise MediaError("empty NAL unit", "NAL unit byte 0")
+    return nal[0] & 0x1F
+
+
+def nal_ref_idc(nal: bytes) -> int:
+    """``nal_ref_idc``: bits 5-6 of the NAL header byte (0 = not a reference)."""
+    if not nal:
+        raise MediaError("empty NAL unit", "NAL unit byte 0")
+    return (nal[0] >> 5) & 0x03
+
+
 def nal_header(nal: bytes) -> tuple[int, int]:
-    """``(nal_ref_idc, nal_unit_type)`` of a raw NAL unit."""
+    """``(nal_ref_idc, nal_unit_type)`` of a raw NAL unit whose RBSP is to be parsed:
+    a set forbidden_zero_bit is refused here."""
     if not nal:
         raise MediaError("empty NAL unit", where="NAL header")
     first = nal[0]
