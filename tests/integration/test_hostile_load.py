@@ -31,10 +31,14 @@ LIMITS = {"handshake": 3.0, "command": 3.0, "idle_publisher": 3.0, "ping_interva
 PER_KIND = 16  # x 19 kinds = 304 hostile connections
 PUBLISHERS = 4
 PUBLISH_SECONDS = 20
-#: The relay idles at ~75 MB; what the hostile connections may pin on top is bounded by
+#: The relay idles at ~61 MB; what the hostile connections may pin on top is bounded by
 #: the limits (see docs/security.md): the never-reading players' 8 MiB buffers dominate.
 RSS_BOUND_MB = 400
-LAG_BOUND_MS = 100.0
+#: The stall this guards against took seconds (a 16 MiB AMF message decoded on the
+#: reactor: 4.2 s). Worst lags here are 20-60 ms on an idle machine, and a shared
+#: 2-core machine running the suite's other work has measured 120 ms: the bound sits
+#: far above scheduling noise and far below the fault, so it checks the fault only.
+LAG_BOUND_MS = 1000.0
 
 
 def _relay_pid(relay) -> int:
