@@ -101,7 +101,10 @@ class Connection:
             min_peer_chunk_size=config.min_peer_chunk_size,
         )
         self._writer = ChunkWriter()
-        self._outbound = bytearray()
+        #: What is to be sent, as the pieces it was made in (handshake blocks, chunk
+        #: headers, payloads and shared chunked forms): joined once, or never when
+        #: the adapter gathers them into one ``sendmsg``.
+        self._outbound: list[bytes] = []
         self._handshake_done = False
         # Acknowledgement bookkeeping: the peer tells us its window with WindowAckSize.
         self._peer_window: int | None = None
@@ -114,12 +117,14 @@ class Connection:
     def initiate(self) -> None:
         """Client side: queue C0+C1."""
         if self.role is Role.CLIENT:
-            self._outbound += self._handshake.initiate()
+            self._outbound.append(self._handshake.initiate())
 
     def receive_data(self, data: bytes) -> list:
         events: list = []
         if not self._handshake_done:
-            self._outbound += self._handshake.receive_data(data)
+            reply = self._handshake.receive_data(data)
+            if reply:
+                self._outbound.append(reply)
             if not self._handshake.done:
                 return events
             self._handshake_done = True
@@ -157,13 +162,20 @@ class Connection:
     ) -> None:
         """The forwarding hot path: no body object, one header per message."""
         csid = chunk_stream_id if chunk_stream_id is not None else default_chunk_stream_id(type_id)
-        data = self._writer.write(Message(type_id, payload, timestamp & 0xFFFFFFFF, stream_id, csid))
-        self._outbound += data
+        self._outbound += self._writer.write_parts(Message(type_id, payload, timestamp & 0xFFFFFFFF, stream_id, csid))
 
     def data_to_send(self) -> bytes:
-        out = bytes(self._outbound)
-        self._outbound.clear()
-        self.bytes_sent += len(out)
+        """What is to be sent, as one bytes object (one copy of it, none when it is one piece)."""
+        return b"".join(self.parts_to_send())
+
+    def parts_to_send(self) -> list[bytes]:
+        """What is to be sent, in pieces to be written in order (``writeSequence``,
+        ``sendmsg``): nothing copied. Pieces may be shared with other connections."""
+        out = self._outbound
+        if not out:
+            return []
+        self._outbound = []
+        self.bytes_sent += sum(map(len, out))
         return out
 
     @property
