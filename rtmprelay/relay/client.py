@@ -45,7 +45,7 @@ from zope.interface import implementer
 
 from rtmprelay.errors import ConfigError, ProtocolError
 from rtmprelay.media import flv
-from rtmprelay.relay.transport import KeyframeGate, quick_ack, set_tcp_nodelay
+from rtmprelay.relay.transport import TURN, KeyframeGate, quick_ack, set_tcp_nodelay
 from rtmprelay.relay.upstream import (
     STABLE_AFTER_S,
     Backoff,
@@ -167,10 +167,12 @@ class RTMPClientProtocol(Protocol):
 
     def flush(self) -> int:
         """Write what the session has to send; return how many bytes."""
-        data = self.session.data_to_send()
-        if data and not self.lost:
-            self.transport.write(data)
-            return len(data)
+        connection = self.session.connection
+        before = connection.bytes_sent
+        parts = connection.parts_to_send()
+        if parts and not self.lost:
+            TURN.write(self.transport, parts)
+            return connection.bytes_sent - before
         return 0
 
     # IPushProducer: the upstream transport tells us when its buffer is full.

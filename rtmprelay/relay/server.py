@@ -54,7 +54,7 @@ from rtmprelay.relay.admission import (
 )
 from rtmprelay.relay.limits import LimitCounters, ServerLimits, Throttle
 from rtmprelay.relay.registry import LiveStream, StreamRegistry
-from rtmprelay.relay.transport import KeyframeGate, reset_connection, set_tcp_nodelay
+from rtmprelay.relay.transport import TURN, KeyframeGate, reset_connection, set_tcp_nodelay
 
 DEFAULT_HANDSHAKE_TIMEOUT = ServerLimits().handshake_timeout
 CLOSE_GRACE_SECONDS = 5.0
@@ -129,6 +129,11 @@ class RTMPServerProtocol(Protocol):
             self.factory.connection_opened(self)
 
     def dataReceived(self, data: bytes) -> None:
+        # One turn: what these bytes make every connection send (players, upstreams) leaves in one send each.
+        with TURN:
+            self._data_received(data)
+
+    def _data_received(self, data: bytes) -> None:
         if self._closed:
             return
         self.last_received = self.clock.seconds()
@@ -410,9 +415,9 @@ class RTMPServerProtocol(Protocol):
         self._poller = self.clock.callLater(POLL_INTERVAL, self._poll)
 
     def _flush(self) -> None:
-        data = self.session.data_to_send()
-        if data and not self._closed:
-            self.transport.write(data)
+        parts = self.session.connection.parts_to_send()
+        if parts and not self._closed:
+            TURN.write(self.transport, parts)
 
     def _close(self) -> None:
         # loseConnection, not abort: what we queued (an onStatus error) goes out first.
