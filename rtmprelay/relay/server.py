@@ -410,8 +410,9 @@ class RTMPServerProtocol(Protocol):
         if self._closed or not self._published:
             return
         now = self.clock.seconds()
-        for stream in list(self._published.values()):
-            stream.poll(now)
+        with TURN:  # what the cleaners release leaves in one send per connection
+            for stream in list(self._published.values()):
+                stream.poll(now)
         self._poller = self.clock.callLater(POLL_INTERVAL, self._poll)
 
     def _flush(self) -> None:
