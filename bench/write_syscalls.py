@@ -1,6 +1,7 @@
 """Write path (issue 11): syscalls per forwarded message, counted with strace.
 
     .venv/bin/python bench/write_syscalls.py [--players 4] [--seconds 10] [--case upstream,players]
+    .venv/bin/python bench/write_syscalls.py --no-strace --repeats 3   # the relay's CPU per message instead
 
 Runs a real relay (``python -m rtmprelay --no-hls --no-clean``), attaches
 ``strace -f -yy`` to it, and has ffmpeg publish a ``--seconds`` clip of the
@@ -13,8 +14,10 @@ The clip's audio and video tags are counted from the FLV, so the figures are
 exact per message: send syscalls (sendto/sendmsg/write/writev) per message on
 each outgoing connection, the bytes per send, and the epoll_ctl and epoll_wait
 calls of the whole process per message. Each connection is told apart by the
-ports strace prints (``-yy``). The trace and a JSON summary go to
-bench/results/write_syscalls-<time>/ (gitignored).
+ports strace prints (``-yy``). With ``--no-strace`` nothing is traced and the
+relay's CPU time (all threads, /proc/PID/task/*/schedstat) while the clip is published is
+reported instead, per message, median over ``--repeats``. The trace and a JSON
+summary go to bench/results/write_syscalls-<time>/ (gitignored).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import re
 import signal
 import statistics
@@ -86,6 +90,17 @@ def parse_trace(path: Path) -> dict:
     return {"calls": calls, "sent": sent, "received": received}
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of all the process's threads, from the scheduler's nanosecond counters."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except OSError:
+            pass  # a thread that ended
+    return total / 1e9
+
+
 def run_case(case: str, args, clip: Path, tags: Counter, workdir: Path) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     ffmpeg = find_tool("ffmpeg")
@@ -105,11 +120,12 @@ def run_case(case: str, args, clip: Path, tags: Counter, workdir: Path) -> dict:
         relay.start()
         pid = real_pid(relay.pid)
         trace = workdir / "strace.txt"
-        strace = subprocess.Popen(
-            ["strace", "-f", "-qq", "-yy", "-s", "0", "-e", "trace=" + ",".join(TRACED), "-o", str(trace), "-p", str(pid)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(workdir / "strace.log", "wb"),
-        )
-        time.sleep(1.0)  # strace attached
+        if args.strace:
+            strace = subprocess.Popen(
+                ["strace", "-f", "-qq", "-yy", "-s", "0", "-e", "trace=" + ",".join(TRACED), "-o", str(trace), "-p", str(pid)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(workdir / "strace.log", "wb"),
+            )
+            time.sleep(1.0)  # strace attached
         url = f"rtmp://127.0.0.1:{relay.port}/live/s0"
         if case == "players":
             for i in range(args.players):
@@ -118,15 +134,20 @@ def run_case(case: str, args, clip: Path, tags: Counter, workdir: Path) -> dict:
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(workdir / f"player{i}.log", "wb"),
                 ))
             time.sleep(1.5)  # subscribed before the publish, so every player gets every message
+        cpu_before = cpu_seconds(pid)
         subprocess.run(
             [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-i", str(clip), "-c", "copy", "-f", "flv", url],
             check=True, timeout=args.seconds + 60, stdin=subprocess.DEVNULL,
         )
         time.sleep(1.0)  # the last messages out
-        strace.send_signal(signal.SIGINT)
-        strace.wait(10)
-        strace = None
-        parsed = parse_trace(trace)
+        cpu = cpu_seconds(pid) - cpu_before
+        if strace is None:
+            parsed = {"calls": Counter(), "sent": {}, "received": Counter()}
+        else:
+            strace.send_signal(signal.SIGINT)
+            strace.wait(10)
+            strace = None
+            parsed = parse_trace(trace)
     finally:
         if strace is not None:
             strace.send_signal(signal.SIGINT)
@@ -156,13 +177,18 @@ def run_case(case: str, args, clip: Path, tags: Counter, workdir: Path) -> dict:
     calls = parsed["calls"]
     return {
         "case": case, "players": args.players if case == "players" else 0, "messages": messages,
-        "video": tags[9], "audio": tags[8], "calls": dict(calls),
+        "video": tags[9], "audio": tags[8], "calls": dict(calls), "cpu_us_per_message": cpu / messages * 1e6,
         "per_message": {name: calls[name] / messages for name in TRACED},
         "connections": sorted(connections, key=lambda c: c["role"]),
     }
 
 
 def report(result: dict) -> str:
+    if not result["calls"]:
+        return (
+            f"case {result['case']}" + (f", {result['players']} players" if result["players"] else "")
+            + f": relay CPU {result['cpu_us_per_message']:.1f} us per message ({result['messages']} messages)"
+        )
     lines = [
         f"case {result['case']}: {result['messages']} messages ({result['video']} video, {result['audio']} audio)"
         + (f", {result['players']} players" if result["players"] else ""),
@@ -183,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10)")
     parser.add_argument("--case", default="upstream,players", help="upstream, players or both (default)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--no-strace", dest="strace", action="store_false", help="measure the relay's CPU instead")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each case (default 1)")
     args = parser.parse_args(argv)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or HERE / "results" / f"write_syscalls-{stamp}"
@@ -190,10 +218,16 @@ def main(argv: list[str] | None = None) -> int:
     clip = make_clip(make_input(), args.seconds, out / "clip.flv")
     tags = count_tags(clip)
     results = []
-    for case in args.case.split(","):
-        result = run_case(case, args, clip, tags, out / case)
-        results.append(result)
-        print(report(result), flush=True)
+    for repeat in range(args.repeats):
+        for case in args.case.split(","):
+            result = run_case(case, args, clip, tags, out / f"{case}-{repeat}")
+            results.append(result)
+            print(report(result), flush=True)
+    if not args.strace:
+        for case in args.case.split(","):
+            runs = [r["cpu_us_per_message"] for r in results if r["case"] == case]
+            print(f"{case}: median relay CPU {statistics.median(runs):.1f} us per message "
+                  f"(runs {', '.join(f'{x:.1f}' for x in runs)})")
     (out / "summary.json").write_text(json.dumps(results, indent=1))
     return 0
 
