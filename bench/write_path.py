@@ -54,20 +54,18 @@ def body_variants(size: int) -> dict:
     payload = os.urandom(size)
     cont = b"\xc6"
 
-    def join_memoryview() -> bytes:
-        view = memoryview(payload)
-        parts = [view[:CHUNK]]
+    def join(source) -> bytes:
+        parts = [source[:CHUNK]]
         for start in range(CHUNK, size, CHUNK):
             parts.append(cont)
-            parts.append(view[start : start + CHUNK])
+            parts.append(source[start : start + CHUNK])
         return b"".join(parts)
 
+    def join_memoryview() -> bytes:
+        return join(memoryview(payload))
+
     def join_bytes_slices() -> bytes:
-        parts = [payload[:CHUNK]]
-        for start in range(CHUNK, size, CHUNK):
-            parts.append(cont)
-            parts.append(payload[start : start + CHUNK])
-        return b"".join(parts)
+        return join(payload)
 
     def sep_join_memoryview() -> bytes:
         view = memoryview(payload)
