@@ -204,3 +204,20 @@ def test_what_the_socket_does_not_take_is_queued_in_order(tcp_pair):
     assert transport._tempDataLen  # the socket took only part of it
     send_parts(transport, parts[3:])  # behind the queue, never before it
     assert _drain(transport, theirs, 200_000) == b"".join(parts)
+
+
+def test_a_transport_without_twisteds_private_fields_gets_write_sequence(monkeypatch):
+    """Should a Twisted release rename what ``send_parts`` reads, writes still go out (slower)."""
+    from rtmprelay.relay import transport as transport_module
+
+    class Renamed:
+        def __init__(self):
+            self.sequences = []
+
+        def writeSequence(self, parts):
+            self.sequences.append(list(parts))
+
+    monkeypatch.setattr(transport_module, "_TCP_TRANSPORTS", (Renamed,))
+    renamed = Renamed()
+    transport_module.send_parts(renamed, [b"a", b"b"])
+    assert renamed.sequences == [[b"a", b"b"]]
