@@ -3,6 +3,10 @@
 Every error a peer can provoke is a ``ProtocolError`` (or a ``MediaError``) that
 says *what* was wrong and *where*, so the adapter that catches it can log one
 line naming both and close only the connection that sent it.
+
+Our own misuse of a session (h11's split) is a ``LocalProtocolError``: a bug in
+rtmprelay, never the peer's doing, so no adapter catches it to close a
+connection or to steer its control flow.
 """
 
 from __future__ import annotations
@@ -42,7 +46,34 @@ class MessageError(ProtocolError):
 
 
 class SessionError(ProtocolError):
-    """A command that is not valid in the session's current state."""
+    """The peer sent what its session's state does not allow.
+
+    For an input the session's transition table has no entry for, ``state`` and
+    ``input`` name the missing key (``rtmprelay.rtmp.session``); for a command
+    the table allows but whose arguments cannot be acted on (a connect without an
+    app, a 17th stream) both are None.
+    """
+
+    def __init__(self, what: str, where: str | None = None, *, state: str | None = None, input: str | None = None) -> None:
+        self.state = state
+        self.input = input
+        super().__init__(what, where)
+
+
+class LocalProtocolError(RelayError):
+    """Our own code used a session wrongly: sent media before the publish was
+    accepted, accepted a publish nobody asked for. Names the session's state and
+    the call (``state``, ``input``), and where. Not a ``ProtocolError``: the peer
+    did nothing wrong, so nothing closes its connection for it or catches it to
+    decide what to do; check the session's state first instead.
+    """
+
+    def __init__(self, what: str, where: str | None = None, *, state: str | None = None, input: str | None = None) -> None:
+        self.what = what
+        self.where = where
+        self.state = state
+        self.input = input
+        super().__init__(f"{what} (at {where})" if where else what)
 
 
 class MediaError(ParseError):

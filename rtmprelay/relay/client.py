@@ -155,7 +155,10 @@ class RTMPClientProtocol(Protocol):
         self.flush()
         for event in events:
             if type(event) is s.PublishStarted:
-                self.forwarder.upstream_publishing(self)
+                # Not when a refusal came in the same read: the session already failed,
+                # and its PublishFailed follows.
+                if self.session.publishing:
+                    self.forwarder.upstream_publishing(self)
             elif type(event) is s.PublishFailed:
                 description = scrub(event.description, self.session.stream_name)
                 self.forwarder.upstream_failed(self, UpstreamError("rejected", f"refused the publish: {event.code}: {description}"))

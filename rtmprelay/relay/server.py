@@ -35,7 +35,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from rtmprelay.errors import ProtocolError, SessionError
+from rtmprelay.errors import ProtocolError
 from rtmprelay.names import printable
 from rtmprelay.rtmp import messages as m
 from rtmprelay.rtmp import session as s
@@ -264,26 +264,24 @@ class RTMPServerProtocol(Protocol):
         )
 
     def _start_publish(self, stream_id: int, path: str, admission: object) -> None:
-        if not self.registry.takes_publish(path):
-            self._reject_taken(stream_id, path)
-            return
-        try:
-            self.session.accept_publish(stream_id)
-        except SessionError:
+        if not self.session.publish_pending(stream_id):
             # closeStream/deleteStream while waiting: the client gave up on this publish.
             self.log.info("publish {path} from {peer} was withdrawn while waiting for admission", path=path, peer=self.peer)
             return
+        if not self.registry.takes_publish(path):
+            self._reject_taken(stream_id, path)
+            return
+        self.session.accept_publish(stream_id)
         stream = self.registry.start(path, self, admission)
         self._published[stream_id] = stream
         self._start_polling()
         self.log.info("publish {path} from {peer}", path=path, peer=self.peer)
 
     def _start_play(self, stream_id: int, path: str) -> None:
-        try:
-            self.session.accept_play(stream_id)
-        except SessionError:
+        if not self.session.play_pending(stream_id):
             self.log.info("play {path} to {peer} was withdrawn while waiting for admission", path=path, peer=self.peer)
             return
+        self.session.accept_play(stream_id)
         player = _PlayerSink(self, stream_id, path, self.config.player_buffer_bytes)
         self._players[stream_id] = player
         live = self.registry.subscribe(path, player)
@@ -351,11 +349,13 @@ class RTMPServerProtocol(Protocol):
                 why=refusal.reason,
                 kind=refusal.kind,
             )
-        reject = self.session.reject_publish if action == PUBLISH else self.session.reject_play
-        try:
-            reject(pending.stream_id, _REFUSAL_STATUS[(action, refusal.category)], refusal.reason)
-        except SessionError:
+        if action == PUBLISH:
+            pending_now, reject = self.session.publish_pending, self.session.reject_publish
+        else:
+            pending_now, reject = self.session.play_pending, self.session.reject_play
+        if not pending_now(pending.stream_id):
             return  # withdrawn meanwhile
+        reject(pending.stream_id, _REFUSAL_STATUS[(action, refusal.category)], refusal.reason)
         self._flush()
 
     def _drop_admission(self, stream_id: int) -> None:

@@ -9,6 +9,15 @@ createStream, publish) against an upstream.
 
 Both own a ``Connection``: feed them bytes with ``receive_data``, send what
 ``data_to_send`` returns.
+
+Their rules are tables of ``(state, input) -> (handler, next state)`` (h2's
+shape; see "the tables" below): the server's NetConnection and NetStream
+machines, the client's publishing machine. What the peer sends with no entry
+for the current state is a ``SessionError`` (the peer's fault; its connection
+closes); what our own code asks with no entry (``accept_publish`` of a stream
+that is not waiting, ``send_media`` before the publish started) is a
+``LocalProtocolError``. Ask the state first (``publish_pending``,
+``publishing``) where a wait may have been overtaken.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from rtmprelay.errors import MessageError, SessionError
+from rtmprelay.errors import LocalProtocolError, MessageError, SessionError
 from rtmprelay.names import BadStreamName, parse_stream_path
 from rtmprelay.rtmp import messages as m
 from rtmprelay.rtmp.amf0 import ECMAArray
@@ -178,27 +187,134 @@ class UnhandledCommand:
     stream_id: int
 
 
+# --- the tables ---------------------------------------------------------------
+#
+# Each state machine is one table in h2's shape: (state, input) -> (handler,
+# next state). Its dispatcher (``ServerSession._fire_connection`` and
+# ``._fire_stream``, ``ClientSession._fire``) looks the pair up, calls the
+# handler and moves to the next state: no other code assigns a state. A pair
+# with no entry is a fault, the peer's (``SessionError``, which closes its
+# connection only) when the peer made the input, ours (``LocalProtocolError``)
+# when our own code did. docs/architecture.md renders the tables.
+
+
+def _rows(table: dict) -> dict:
+    """The table by state, as the dispatchers read it: one lookup keyed by the input."""
+    rows: dict = {}
+    for (state, input_), entry in table.items():
+        rows.setdefault(state, {})[input_] = entry
+    return rows
+
+
+def _no_entry(session: object, local: frozenset, state: enum.Enum, input_: enum.Enum, what: str, where: str) -> Exception:
+    """The error for a (state, input) pair missing from a table: ours or the peer's."""
+    if input_ in local:
+        where = f"{type(session).__name__}.{input_.value}"
+        return LocalProtocolError(what, where, state=state.value, input=input_.value)
+    return SessionError(what, where, state=state.value, input=input_.value)
+
+
 # --- server -----------------------------------------------------------------
 
 
+class _NetConnection(enum.Enum):
+    # Values read after an input's name: "createStream before connect".
+    NEW = "before connect"
+    CONNECT_PENDING = "while connect is pending"
+    CONNECTED = "after connect"
+    REJECTED = "after a rejected connect"
+
+    # Members are singletons: identity hashing keeps the per-message lookup a C call.
+    __hash__ = object.__hash__
+
+
 class _NetStream(enum.Enum):
+    #: A stream id createStream never returned, or one deleteStream removed.
+    ABSENT = "never created or deleted"
     IDLE = "idle"
     PUBLISH_PENDING = "publish-pending"
     PUBLISHING = "publishing"
     PLAY_PENDING = "play-pending"
     PLAYING = "playing"
 
+    __hash__ = object.__hash__
+
+
+class _In(enum.Enum):
+    """A server session's inputs: the peer's commands and messages, the relay's decisions."""
+
+    # the peer's commands (values are their names)
+    CONNECT = "connect"
+    CREATE_STREAM = "createStream"
+    PUBLISH = "publish"
+    PLAY = "play"
+    CLOSE_STREAM = "closeStream"
+    DELETE_STREAM = "deleteStream"
+    RELEASE_STREAM = "releaseStream"
+    FC_PUBLISH = "FCPublish"
+    FC_UNPUBLISH = "FCUnpublish"
+    GET_STREAM_LENGTH = "getStreamLength"
+    IGNORED_COMMAND = "a command a live server ignores"
+    UNKNOWN_COMMAND = "an unknown command"
+    # what the peer's commands and messages do to one NetStream
+    CREATED = "createStream's new stream"
+    PUBLISH_BAD_NAME = "publish of a bad name"
+    PLAY_BAD_NAME = "play of a bad name"
+    MEDIA = "audio or video"
+    DATA = "data"
+    AGGREGATE = "aggregate"
+    # the relay's decisions (values are the methods' names)
+    ACCEPT_CONNECT = "accept_connect"
+    REJECT_CONNECT = "reject_connect"
+    ACCEPT_PUBLISH = "accept_publish"
+    REJECT_PUBLISH = "reject_publish"
+    ACCEPT_PLAY = "accept_play"
+    REJECT_PLAY = "reject_play"
+    END_PLAY = "end_play"
+
+    __hash__ = object.__hash__
+
+
+_SERVER_LOCAL = frozenset(
+    {_In.ACCEPT_CONNECT, _In.REJECT_CONNECT, _In.ACCEPT_PUBLISH, _In.REJECT_PUBLISH, _In.ACCEPT_PLAY, _In.REJECT_PLAY, _In.END_PLAY}
+)
+
+_SERVER_COMMANDS = {
+    "connect": _In.CONNECT,
+    "createStream": _In.CREATE_STREAM,
+    "publish": _In.PUBLISH,
+    "play": _In.PLAY,
+    "closeStream": _In.CLOSE_STREAM,
+    "deleteStream": _In.DELETE_STREAM,
+    "releaseStream": _In.RELEASE_STREAM,
+    "FCPublish": _In.FC_PUBLISH,
+    "FCUnpublish": _In.FC_UNPUBLISH,
+    "getStreamLength": _In.GET_STREAM_LENGTH,
+    # What a live server answers by doing nothing (as nginx-rtmp does).
+    "FCSubscribe": _In.IGNORED_COMMAND,
+    "receiveAudio": _In.IGNORED_COMMAND,
+    "receiveVideo": _In.IGNORED_COMMAND,
+    "_checkbw": _In.IGNORED_COMMAND,
+    "checkBandwidth": _In.IGNORED_COMMAND,
+    "_result": _In.IGNORED_COMMAND,
+    "_error": _In.IGNORED_COMMAND,
+    "onBWDone": _In.IGNORED_COMMAND,
+    "pause": _In.IGNORED_COMMAND,
+}
+
+_MESSAGE_INPUTS = {m.Audio: _In.MEDIA, m.Video: _In.MEDIA, m.Data: _In.DATA, m.Aggregate: _In.AGGREGATE}
+
 
 @attrs.define
 class _StreamState:
+    stream_id: int
     state: _NetStream = _NetStream.IDLE
     path: str = ""
     name: str = ""
-    transaction_id: float = 0
 
 
 class ServerSession:
-    """The server side of one RTMP connection."""
+    """The server side of one RTMP connection: two tables, ``_NETCONNECTION`` and ``_NETSTREAM``."""
 
     #: Bound on NetStreams one connection may create: real clients use one or two.
     MAX_STREAMS = 16
@@ -213,8 +329,9 @@ class ServerSession:
         self.window_ack_size = window_ack_size
         self.app: str | None = None
         self.tc_url = ""
+        self._state = _NetConnection.NEW
         self._object_encoding = 0
-        self._connect_transaction: float | None = None
+        self._connect_transaction: float = 1
         self._streams: dict[int, _StreamState] = {}
         self._next_stream_id = 1
 
@@ -224,9 +341,13 @@ class ServerSession:
         events: list = []
         for event in self.connection.receive_data(data):
             if type(event) is MessageReceived:
-                handler = _SERVER_HANDLERS.get(type(event.body))
-                if handler is not None:
-                    handler(self, event, events)
+                input_ = _MESSAGE_INPUTS.get(type(event.body))
+                if input_ is not None:
+                    self._fire_stream(event.stream_id, input_, event, events)
+                else:
+                    handler = _SERVER_HANDLERS.get(type(event.body))
+                    if handler is not None:
+                        handler(self, event, events)
             elif type(event) is HandshakeCompleted or type(event) is MessageDropped:
                 events.append(event)
         return events
@@ -237,8 +358,103 @@ class ServerSession:
     # -- decisions from the relay -------------------------------------------
 
     def accept_connect(self) -> None:
-        if self._connect_transaction is None:
-            raise SessionError("accept_connect without a pending connect")
+        self._fire_connection(_In.ACCEPT_CONNECT)
+
+    def reject_connect(self, description: str) -> None:
+        self._fire_connection(_In.REJECT_CONNECT, description)
+
+    def accept_publish(self, stream_id: int) -> None:
+        """Only while ``publish_pending(stream_id)``: a client may withdraw its publish meanwhile."""
+        self._fire_stream(stream_id, _In.ACCEPT_PUBLISH)
+
+    def reject_publish(self, stream_id: int, code: str, description: str) -> None:
+        self._fire_stream(stream_id, _In.REJECT_PUBLISH, code, description)
+
+    def accept_play(self, stream_id: int) -> None:
+        """Only while ``play_pending(stream_id)``."""
+        self._fire_stream(stream_id, _In.ACCEPT_PLAY)
+
+    def reject_play(self, stream_id: int, code: str, description: str) -> None:
+        self._fire_stream(stream_id, _In.REJECT_PLAY, code, description)
+
+    def end_play(self, stream_id: int, description: str = "Stream ended.") -> None:
+        """The stream being played was unpublished: tell the player (if it still plays)."""
+        self._fire_stream(stream_id, _In.END_PLAY, description)
+
+    def send_media(self, stream_id: int, type_id: int, timestamp: int, payload: bytes) -> None:
+        """Audio, video or data to a playing stream."""
+        csid = CSID_VIDEO if type_id == m.MessageType.VIDEO else CSID_AUDIO if type_id == m.MessageType.AUDIO else CSID_DATA
+        self.connection.send_raw(type_id, payload, stream_id=stream_id, timestamp=timestamp, chunk_stream_id=csid)
+
+    # -- state, as the relay may ask it --------------------------------------
+
+    def publish_pending(self, stream_id: int) -> bool:
+        """A publish waits for ``accept_publish`` or ``reject_publish`` (not withdrawn)."""
+        return self._stream_state(stream_id) is _NetStream.PUBLISH_PENDING
+
+    def play_pending(self, stream_id: int) -> bool:
+        return self._stream_state(stream_id) is _NetStream.PLAY_PENDING
+
+    def publishing_streams(self) -> list[tuple[int, str]]:
+        return [(sid, s.path) for sid, s in self._streams.items() if s.state is _NetStream.PUBLISHING]
+
+    def playing_streams(self) -> list[tuple[int, str]]:
+        return [(sid, s.path) for sid, s in self._streams.items() if s.state is _NetStream.PLAYING]
+
+    # -- the dispatchers: the only code that changes a state ----------------------
+
+    def _fire_connection(self, input_: _In, *args: Any) -> None:
+        state = self._state
+        entry = _NETCONNECTION_ROWS[state].get(input_)
+        if entry is None:
+            raise _no_entry(self, _SERVER_LOCAL, state, input_, f"{input_.value} {state.value}", f"{input_.value} command")
+        handler, self._state = entry
+        if handler is not None:
+            handler(self, *args)
+
+    def _fire_stream(self, stream_id: int, input_: _In, *args: Any) -> None:
+        stream = self._streams.get(stream_id)
+        state = _NetStream.ABSENT if stream is None else stream.state
+        entry = _NETSTREAM_ROWS[state].get(input_)
+        if entry is None:
+            what = f"{input_.value} on stream {stream_id}, {state.value}"
+            raise _no_entry(self, _SERVER_LOCAL, state, input_, what, f"message stream {stream_id}")
+        handler, next_state = entry
+        if stream is None:
+            if next_state is _NetStream.ABSENT:
+                return  # no stream, nothing to act on (the table has no handler here)
+            stream = self._streams[stream_id] = _StreamState(stream_id)
+        if handler is not None:
+            handler(self, stream, *args)
+        if next_state is _NetStream.ABSENT:
+            del self._streams[stream_id]
+        else:
+            stream.state = next_state
+
+    def _stream_state(self, stream_id: int) -> _NetStream:
+        stream = self._streams.get(stream_id)
+        return _NetStream.ABSENT if stream is None else stream.state
+
+    # -- NetConnection handlers -------------------------------------------------
+
+    def _on_command(self, event: MessageReceived, events: list) -> None:
+        body: m.Command = event.body
+        self._fire_connection(_SERVER_COMMANDS.get(body.name, _In.UNKNOWN_COMMAND), body, event.stream_id, events)
+
+    def _cmd_connect(self, body: m.Command, stream_id: int, events: list) -> None:
+        obj = body.command_object if isinstance(body.command_object, dict) else {}
+        app = obj.get("app")
+        if not isinstance(app, str):
+            raise SessionError("connect without an app string", where="connect command object")
+        self.app = app
+        tc_url = obj.get("tcUrl") or obj.get("tcurl") or ""
+        self.tc_url = tc_url if isinstance(tc_url, str) else ""
+        encoding = obj.get("objectEncoding", 0)
+        self._object_encoding = 3 if encoding == 3 else 0
+        self._connect_transaction = body.transaction_id
+        events.append(ConnectRequested(app, self.tc_url, obj))
+
+    def _accept_connect(self) -> None:
         c = self.connection
         c.send(m.WindowAckSize(self.window_ack_size))
         c.send(m.SetPeerBandwidth(self.window_ack_size, m.PeerBandwidthLimit.DYNAMIC))
@@ -255,134 +471,37 @@ class ServerSession:
                 objectEncoding=self._object_encoding,
             ),
         )
-        self._connect_transaction = None
 
-    def reject_connect(self, description: str) -> None:
-        self._send_command(
-            "_error",
-            self._connect_transaction or 1,
-            None,
-            _status("error", Status.CONNECT_REJECTED, description),
-        )
-        self._connect_transaction = None
-
-    def accept_publish(self, stream_id: int) -> None:
-        stream = self._stream(stream_id, _NetStream.PUBLISH_PENDING)
-        stream.state = _NetStream.PUBLISHING
-        self.connection.send(m.StreamBegin(stream_id))
-        self._on_status(stream_id, "status", Status.PUBLISH_START, f"{stream.name} is now published.")
-
-    def reject_publish(self, stream_id: int, code: str, description: str) -> None:
-        stream = self._stream(stream_id, _NetStream.PUBLISH_PENDING)
-        stream.state = _NetStream.IDLE
-        self._on_status(stream_id, "error", code, description)
-
-    def accept_play(self, stream_id: int) -> None:
-        stream = self._stream(stream_id, _NetStream.PLAY_PENDING)
-        stream.state = _NetStream.PLAYING
-        c = self.connection
-        c.send(m.StreamIsRecorded(stream_id))
-        c.send(m.StreamBegin(stream_id))
-        self._on_status(stream_id, "status", Status.PLAY_RESET, f"Playing and resetting {stream.name}.")
-        self._on_status(stream_id, "status", Status.PLAY_START, f"Started playing {stream.name}.")
-        c.send(m.Data(("|RtmpSampleAccess", True, True)), stream_id=stream_id, chunk_stream_id=CSID_DATA)
-
-    def reject_play(self, stream_id: int, code: str, description: str) -> None:
-        stream = self._stream(stream_id, _NetStream.PLAY_PENDING)
-        stream.state = _NetStream.IDLE
-        self._on_status(stream_id, "error", code, description)
-
-    def end_play(self, stream_id: int, description: str = "Stream ended.") -> None:
-        """The stream being played was unpublished: tell the player."""
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.state is not _NetStream.PLAYING:
-            return
-        self.connection.send(m.StreamEOF(stream_id))
-        self._on_status(stream_id, "status", Status.PLAY_UNPUBLISH_NOTIFY, description)
-
-    def send_media(self, stream_id: int, type_id: int, timestamp: int, payload: bytes) -> None:
-        """Audio, video or data to a playing stream."""
-        csid = CSID_VIDEO if type_id == m.MessageType.VIDEO else CSID_AUDIO if type_id == m.MessageType.AUDIO else CSID_DATA
-        self.connection.send_raw(type_id, payload, stream_id=stream_id, timestamp=timestamp, chunk_stream_id=csid)
-
-    def publishing_streams(self) -> list[tuple[int, str]]:
-        return [(sid, s.path) for sid, s in self._streams.items() if s.state is _NetStream.PUBLISHING]
-
-    def playing_streams(self) -> list[tuple[int, str]]:
-        return [(sid, s.path) for sid, s in self._streams.items() if s.state is _NetStream.PLAYING]
-
-    # -- command handlers ------------------------------------------------------
-
-    def _on_command(self, event: MessageReceived, events: list) -> None:
-        body: m.Command = event.body
-        handler = _SERVER_COMMANDS.get(body.name)
-        if handler is None:
-            events.append(UnhandledCommand(body.name, event.stream_id))
-            return
-        handler(self, body, event.stream_id, events)
-
-    def _cmd_connect(self, body: m.Command, stream_id: int, events: list) -> None:
-        if self.app is not None:
-            raise SessionError("second connect on one connection", where="connect command")
-        obj = body.command_object if isinstance(body.command_object, dict) else {}
-        app = obj.get("app")
-        if not isinstance(app, str):
-            raise SessionError("connect without an app string", where="connect command object")
-        self.app = app
-        tc_url = obj.get("tcUrl") or obj.get("tcurl") or ""
-        self.tc_url = tc_url if isinstance(tc_url, str) else ""
-        encoding = obj.get("objectEncoding", 0)
-        self._object_encoding = 3 if encoding == 3 else 0
-        self._connect_transaction = body.transaction_id
-        events.append(ConnectRequested(app, self.tc_url, obj))
+    def _reject_connect(self, description: str) -> None:
+        self._send_command("_error", self._connect_transaction, None, _status("error", Status.CONNECT_REJECTED, description))
 
     def _cmd_create_stream(self, body: m.Command, stream_id: int, events: list) -> None:
-        self._require_connected("createStream")
         if len(self._streams) >= self.MAX_STREAMS:
             raise SessionError(f"more than {self.MAX_STREAMS} streams on one connection", where="createStream")
         new_id = self._next_stream_id
         self._next_stream_id += 1
-        self._streams[new_id] = _StreamState()
+        self._fire_stream(new_id, _In.CREATED)
         self._send_command("_result", body.transaction_id, None, new_id)
 
     def _cmd_publish(self, body: m.Command, stream_id: int, events: list) -> None:
-        self._require_connected("publish")
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            # ffmpeg and librtmp always createStream first; FMS answers such a publish with an error too.
-            raise SessionError(f"publish on stream {stream_id} that was never created", where="publish command")
+        # ffmpeg and librtmp always createStream first; FMS answers a publish on any other stream with an error too.
         name = body.args[0] if body.args and isinstance(body.args[0], str) else ""
         publish_type = body.args[1] if len(body.args) > 1 and isinstance(body.args[1], str) else "live"
-        if stream.state is not _NetStream.IDLE:
-            self._on_status(stream_id, "error", Status.PUBLISH_BAD_NAME, "Stream already in use on this connection.")
-            return
         try:
             parsed, query = parse_stream_path(self.app or "", name)
         except BadStreamName as error:
-            self._on_status(stream_id, "error", Status.PUBLISH_BAD_NAME, f"Bad stream name: {error}.")
-            events.append(RequestRefused(stream_id, "publish", str(error)))
+            self._fire_stream(stream_id, _In.PUBLISH_BAD_NAME, str(error), events)
             return
-        stream.name, stream.path, stream.transaction_id = name, parsed.full, body.transaction_id
-        stream.state = _NetStream.PUBLISH_PENDING
-        events.append(PublishRequested(stream_id, name, parsed.full, publish_type, query))
+        self._fire_stream(stream_id, _In.PUBLISH, PublishRequested(stream_id, name, parsed.full, publish_type, query), events)
 
     def _cmd_play(self, body: m.Command, stream_id: int, events: list) -> None:
-        self._require_connected("play")
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            raise SessionError(f"play on stream {stream_id} that was never created", where="play command")
         name = body.args[0] if body.args and isinstance(body.args[0], str) else ""
-        if stream.state is not _NetStream.IDLE:
-            return
         try:
             parsed, query = parse_stream_path(self.app or "", name)
         except BadStreamName as error:
-            self._on_status(stream_id, "error", Status.PLAY_STREAM_NOT_FOUND, f"Bad stream name: {error}.")
-            events.append(RequestRefused(stream_id, "play", str(error)))
+            self._fire_stream(stream_id, _In.PLAY_BAD_NAME, str(error), events)
             return
-        stream.name, stream.path, stream.transaction_id = name, parsed.full, body.transaction_id
-        stream.state = _NetStream.PLAY_PENDING
-        events.append(PlayRequested(stream_id, name, parsed.full, query))
+        self._fire_stream(stream_id, _In.PLAY, PlayRequested(stream_id, name, parsed.full, query), events)
 
     def _cmd_release_stream(self, body: m.Command, stream_id: int, events: list) -> None:
         # nginx-rtmp and SRS answer with a bare _result; ffmpeg waits for nothing here.
@@ -400,9 +519,9 @@ class ServerSession:
         self._send_command("onFCUnpublish", 0, None, _status("status", Status.UNPUBLISH_SUCCESS, f"FCUnpublish {name}."))
         if body.transaction_id:
             self._send_command("_result", body.transaction_id, None)
-        for sid, stream in self._streams.items():
-            if stream.state is _NetStream.PUBLISHING and (not name or stream.name == name):
-                self._end_stream(sid, events)
+        for stream in list(self._streams.values()):
+            if not name or stream.name == name:
+                self._fire_stream(stream.stream_id, _In.FC_UNPUBLISH, events)
 
     def _cmd_delete_stream(self, body: m.Command, stream_id: int, events: list) -> None:
         target = body.args[0] if body.args and isinstance(body.args[0], (int, float)) else stream_id
@@ -411,27 +530,75 @@ class ServerSession:
             if not (math.isfinite(target) and target == int(target)):
                 return
             target = int(target)
-        if target in self._streams:
-            self._end_stream(target, events)
-            del self._streams[target]
+        self._fire_stream(target, _In.DELETE_STREAM, events)
 
     def _cmd_close_stream(self, body: m.Command, stream_id: int, events: list) -> None:
-        if stream_id in self._streams:
-            self._end_stream(stream_id, events)
+        self._fire_stream(stream_id, _In.CLOSE_STREAM, events)
 
     def _cmd_get_stream_length(self, body: m.Command, stream_id: int, events: list) -> None:
         if body.transaction_id:
             self._send_command("_result", body.transaction_id, None, 0)
 
-    def _cmd_ignore(self, body: m.Command, stream_id: int, events: list) -> None:
-        """Commands a live server answers by doing nothing (as nginx-rtmp does)."""
+    def _cmd_unknown(self, body: m.Command, stream_id: int, events: list) -> None:
+        events.append(UnhandledCommand(body.name, stream_id))
+
+    def _on_unknown(self, event: MessageReceived, events: list) -> None:
+        raise MessageError(
+            f"unknown message type {event.body.type_id}",
+            where=f"chunk stream {event.chunk_stream_id}, message stream {event.stream_id}",
+        )
+
+    # -- NetStream handlers ---------------------------------------------------------
+
+    def _publish_requested(self, stream: _StreamState, request: PublishRequested, events: list) -> None:
+        stream.name, stream.path = request.name, request.path
+        events.append(request)
+
+    def _play_requested(self, stream: _StreamState, request: PlayRequested, events: list) -> None:
+        stream.name, stream.path = request.name, request.path
+        events.append(request)
+
+    def _publish_bad_name(self, stream: _StreamState, reason: str, events: list) -> None:
+        self._on_status(stream.stream_id, "error", Status.PUBLISH_BAD_NAME, f"Bad stream name: {reason}.")
+        events.append(RequestRefused(stream.stream_id, "publish", reason))
+
+    def _play_bad_name(self, stream: _StreamState, reason: str, events: list) -> None:
+        self._on_status(stream.stream_id, "error", Status.PLAY_STREAM_NOT_FOUND, f"Bad stream name: {reason}.")
+        events.append(RequestRefused(stream.stream_id, "play", reason))
+
+    def _publish_in_use(self, stream: _StreamState, request: object, events: list) -> None:
+        self._on_status(stream.stream_id, "error", Status.PUBLISH_BAD_NAME, "Stream already in use on this connection.")
+
+    def _accept_publish(self, stream: _StreamState) -> None:
+        self.connection.send(m.StreamBegin(stream.stream_id))
+        self._on_status(stream.stream_id, "status", Status.PUBLISH_START, f"{stream.name} is now published.")
+
+    def _accept_play(self, stream: _StreamState) -> None:
+        stream_id = stream.stream_id
+        c = self.connection
+        c.send(m.StreamIsRecorded(stream_id))
+        c.send(m.StreamBegin(stream_id))
+        self._on_status(stream_id, "status", Status.PLAY_RESET, f"Playing and resetting {stream.name}.")
+        self._on_status(stream_id, "status", Status.PLAY_START, f"Started playing {stream.name}.")
+        c.send(m.Data(("|RtmpSampleAccess", True, True)), stream_id=stream_id, chunk_stream_id=CSID_DATA)
+
+    def _reject(self, stream: _StreamState, code: str, description: str) -> None:
+        self._on_status(stream.stream_id, "error", code, description)
+
+    def _notify_play_end(self, stream: _StreamState, description: str) -> None:
+        self.connection.send(m.StreamEOF(stream.stream_id))
+        self._on_status(stream.stream_id, "status", Status.PLAY_UNPUBLISH_NOTIFY, description)
+
+    def _end_publish(self, stream: _StreamState, events: list) -> None:
+        events.append(PublishEnded(stream.stream_id, stream.path))
+        self._on_status(stream.stream_id, "status", Status.UNPUBLISH_SUCCESS, f"{stream.name} is now unpublished.")
+
+    def _end_play(self, stream: _StreamState, events: list) -> None:
+        events.append(PlayEnded(stream.stream_id, stream.path))
 
     # -- data and media --------------------------------------------------------
 
-    def _on_data(self, event: MessageReceived, events: list) -> None:
-        stream = self._streams.get(event.stream_id)
-        if stream is None or stream.state is not _NetStream.PUBLISHING:
-            return
+    def _on_data(self, stream: _StreamState, event: MessageReceived, events: list) -> None:
         values = list(event.body.values)
         if values and values[0] == "@setDataFrame":
             values = values[1:]
@@ -439,19 +606,13 @@ class ServerSession:
             kept = sanitize_metadata(values[1])
             events.append(MetadataReceived(event.stream_id, event.timestamp, kept.metadata, kept.altered))
 
-    def _on_media(self, event: MessageReceived, events: list) -> None:
-        stream = self._streams.get(event.stream_id)
-        if stream is None or stream.state is not _NetStream.PUBLISHING:
-            return  # media before publish is accepted, or after unpublish: nowhere to go
+    def _on_media(self, stream: _StreamState, event: MessageReceived, events: list) -> None:
         body = event.body
         type_id = m.MessageType.VIDEO if type(body) is m.Video else m.MessageType.AUDIO
         events.append(MediaReceived(event.stream_id, type_id, event.timestamp, body.payload))
 
-    def _on_aggregate(self, event: MessageReceived, events: list) -> None:
+    def _on_aggregate(self, stream: _StreamState, event: MessageReceived, events: list) -> None:
         """FLV tags bundled into one message (FMS and some encoders send them): unbundled."""
-        stream = self._streams.get(event.stream_id)
-        if stream is None or stream.state is not _NetStream.PUBLISHING:
-            return
         try:
             inners = m.split_aggregate(event.body.payload, event.timestamp, stream_id=event.stream_id)
         except MessageError as error:
@@ -467,34 +628,9 @@ class ServerSession:
                 except MessageError as error:
                     events.append(MessageDropped(inner.type_id, event.stream_id, str(error)))
                     continue
-                self._on_data(MessageReceived(body, inner.timestamp, event.stream_id, event.chunk_stream_id), events)
-
-    def _on_unknown(self, event: MessageReceived, events: list) -> None:
-        raise MessageError(
-            f"unknown message type {event.body.type_id}",
-            where=f"chunk stream {event.chunk_stream_id}, message stream {event.stream_id}",
-        )
+                self._on_data(stream, MessageReceived(body, inner.timestamp, event.stream_id, event.chunk_stream_id), events)
 
     # -- helpers -----------------------------------------------------------------
-
-    def _end_stream(self, stream_id: int, events: list) -> None:
-        stream = self._streams[stream_id]
-        if stream.state is _NetStream.PUBLISHING:
-            events.append(PublishEnded(stream_id, stream.path))
-            self._on_status(stream_id, "status", Status.UNPUBLISH_SUCCESS, f"{stream.name} is now unpublished.")
-        elif stream.state is _NetStream.PLAYING:
-            events.append(PlayEnded(stream_id, stream.path))
-        stream.state = _NetStream.IDLE
-
-    def _stream(self, stream_id: int, expected: _NetStream) -> _StreamState:
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.state is not expected:
-            raise SessionError(f"stream {stream_id} is not {expected.value}")
-        return stream
-
-    def _require_connected(self, command: str) -> None:
-        if self.app is None:
-            raise SessionError(f"{command} before connect", where=f"{command} command")
 
     def _send_command(self, name: str, transaction_id: float, command_object: Any, *args: Any, stream_id: int = 0) -> None:
         csid = CSID_COMMAND if stream_id == 0 else CSID_STREAM_COMMAND
@@ -504,36 +640,81 @@ class ServerSession:
         self._send_command("onStatus", 0, None, _status(level, code, description), stream_id=stream_id)
 
 
-_SERVER_COMMANDS = {
-    "connect": ServerSession._cmd_connect,
-    "createStream": ServerSession._cmd_create_stream,
-    "publish": ServerSession._cmd_publish,
-    "play": ServerSession._cmd_play,
-    "releaseStream": ServerSession._cmd_release_stream,
-    "FCPublish": ServerSession._cmd_fc_publish,
-    "FCUnpublish": ServerSession._cmd_fc_unpublish,
-    "deleteStream": ServerSession._cmd_delete_stream,
-    "closeStream": ServerSession._cmd_close_stream,
-    "getStreamLength": ServerSession._cmd_get_stream_length,
-    "FCSubscribe": ServerSession._cmd_ignore,
-    "receiveAudio": ServerSession._cmd_ignore,
-    "receiveVideo": ServerSession._cmd_ignore,
-    "_checkbw": ServerSession._cmd_ignore,
-    "checkBandwidth": ServerSession._cmd_ignore,
-    "_result": ServerSession._cmd_ignore,
-    "_error": ServerSession._cmd_ignore,
-    "onBWDone": ServerSession._cmd_ignore,
-    "pause": ServerSession._cmd_ignore,
-}
-
 _SERVER_HANDLERS = {
     m.Command: ServerSession._on_command,
-    m.Data: ServerSession._on_data,
-    m.Audio: ServerSession._on_media,
-    m.Video: ServerSession._on_media,
-    m.Aggregate: ServerSession._on_aggregate,
     m.Unknown: ServerSession._on_unknown,
 }
+
+S = ServerSession
+C = _NetConnection
+N = _NetStream
+
+#: The NetConnection: what the peer may ask before and after connect, and the relay's answer to connect.
+_NETCONNECTION: dict = {
+    (C.NEW, _In.CONNECT): (S._cmd_connect, C.CONNECT_PENDING),
+    (C.CONNECT_PENDING, _In.ACCEPT_CONNECT): (S._accept_connect, C.CONNECTED),
+    (C.CONNECT_PENDING, _In.REJECT_CONNECT): (S._reject_connect, C.REJECTED),
+}
+for _state in (C.CONNECT_PENDING, C.CONNECTED):
+    # Clients wait for connect's _result, but a pipelined createStream is served as FMS does.
+    _NETCONNECTION[(_state, _In.CREATE_STREAM)] = (S._cmd_create_stream, _state)
+    _NETCONNECTION[(_state, _In.PUBLISH)] = (S._cmd_publish, _state)
+    _NETCONNECTION[(_state, _In.PLAY)] = (S._cmd_play, _state)
+for _state in C:
+    # Harmless in any state, as nginx-rtmp answers them.
+    _NETCONNECTION[(_state, _In.RELEASE_STREAM)] = (S._cmd_release_stream, _state)
+    _NETCONNECTION[(_state, _In.FC_PUBLISH)] = (S._cmd_fc_publish, _state)
+    _NETCONNECTION[(_state, _In.FC_UNPUBLISH)] = (S._cmd_fc_unpublish, _state)
+    _NETCONNECTION[(_state, _In.CLOSE_STREAM)] = (S._cmd_close_stream, _state)
+    _NETCONNECTION[(_state, _In.DELETE_STREAM)] = (S._cmd_delete_stream, _state)
+    _NETCONNECTION[(_state, _In.GET_STREAM_LENGTH)] = (S._cmd_get_stream_length, _state)
+    _NETCONNECTION[(_state, _In.IGNORED_COMMAND)] = (None, _state)
+    _NETCONNECTION[(_state, _In.UNKNOWN_COMMAND)] = (S._cmd_unknown, _state)
+
+#: One NetStream, from createStream to deleteStream.
+_NETSTREAM: dict = {
+    (N.ABSENT, _In.CREATED): (None, N.IDLE),
+    (N.IDLE, _In.PUBLISH): (S._publish_requested, N.PUBLISH_PENDING),
+    (N.IDLE, _In.PUBLISH_BAD_NAME): (S._publish_bad_name, N.IDLE),
+    (N.IDLE, _In.PLAY): (S._play_requested, N.PLAY_PENDING),
+    (N.IDLE, _In.PLAY_BAD_NAME): (S._play_bad_name, N.IDLE),
+    (N.PUBLISH_PENDING, _In.ACCEPT_PUBLISH): (S._accept_publish, N.PUBLISHING),
+    (N.PUBLISH_PENDING, _In.REJECT_PUBLISH): (S._reject, N.IDLE),
+    (N.PLAY_PENDING, _In.ACCEPT_PLAY): (S._accept_play, N.PLAYING),
+    (N.PLAY_PENDING, _In.REJECT_PLAY): (S._reject, N.IDLE),
+    (N.PUBLISHING, _In.MEDIA): (S._on_media, N.PUBLISHING),
+    (N.PUBLISHING, _In.DATA): (S._on_data, N.PUBLISHING),
+    (N.PUBLISHING, _In.AGGREGATE): (S._on_aggregate, N.PUBLISHING),
+    (N.PUBLISHING, _In.FC_UNPUBLISH): (S._end_publish, N.IDLE),
+    (N.PLAYING, _In.END_PLAY): (S._notify_play_end, N.PLAYING),
+    (N.ABSENT, _In.CLOSE_STREAM): (None, N.ABSENT),
+    (N.ABSENT, _In.DELETE_STREAM): (None, N.ABSENT),
+}
+for _state in (N.IDLE, N.PUBLISH_PENDING, N.PUBLISHING, N.PLAY_PENDING, N.PLAYING):
+    _end = S._end_publish if _state is N.PUBLISHING else S._end_play if _state is N.PLAYING else None
+    _NETSTREAM[(_state, _In.CLOSE_STREAM)] = (_end, N.IDLE)
+    _NETSTREAM[(_state, _In.DELETE_STREAM)] = (_end, N.ABSENT)
+    if _state is not N.IDLE:
+        # A second publish on a busy stream is refused and the stream goes on; a second play is ignored.
+        _NETSTREAM[(_state, _In.PUBLISH)] = (S._publish_in_use, _state)
+        _NETSTREAM[(_state, _In.PUBLISH_BAD_NAME)] = (S._publish_in_use, _state)
+        _NETSTREAM[(_state, _In.PLAY)] = (None, _state)
+        _NETSTREAM[(_state, _In.PLAY_BAD_NAME)] = (None, _state)
+    if _state is not N.PUBLISHING:
+        _NETSTREAM[(_state, _In.FC_UNPUBLISH)] = (None, _state)
+for _state in N:
+    if _state is not N.PUBLISHING:
+        # Media before the publish is accepted, or after unpublish: nowhere to go.
+        _NETSTREAM[(_state, _In.MEDIA)] = (None, _state)
+        _NETSTREAM[(_state, _In.DATA)] = (None, _state)
+        _NETSTREAM[(_state, _In.AGGREGATE)] = (None, _state)
+    if _state is not N.PLAYING:
+        # The registry ends a play whose player may have left meanwhile: nothing to tell.
+        _NETSTREAM[(_state, _In.END_PLAY)] = (None, _state)
+del S, C, N, _state, _end
+
+_NETCONNECTION_ROWS = _rows(_NETCONNECTION)
+_NETSTREAM_ROWS = _rows(_NETSTREAM)
 
 
 # --- client -----------------------------------------------------------------
@@ -564,9 +745,38 @@ class _ClientState(enum.Enum):
     FAILED = "failed"
     CLOSED = "closed"
 
+    __hash__ = object.__hash__
+
+
+class _ClientInput(enum.Enum):
+    """What the upstream says to a publishing client, and what our code asks of it."""
+
+    HANDSHAKE_DONE = "the handshake's end"
+    CONNECT_RESULT = "connect's _result"
+    PREPARE_RESULT = "releaseStream's or FCPublish's _result"
+    CREATE_STREAM_RESULT = "createStream's _result"
+    OTHER_RESULT = "a _result to no request of ours"
+    #: An _error to connect, createStream or publish: publishing depends on them.
+    FATAL_ERROR = "an _error to connect, createStream or publish"
+    #: Some servers answer releaseStream or FCPublish with _error: harmless.
+    MINOR_ERROR = "an _error to another request"
+    PUBLISH_START = "onStatus NetStream.Publish.Start"
+    STATUS_ERROR = "an onStatus of level error"
+    STATUS = "an onStatus"
+    OTHER_COMMAND = "another command"
+    # our code's calls (values are the methods' names)
+    SEND_MEDIA = "send_media"
+    SEND_METADATA = "send_metadata"
+    CLOSE = "close"
+
+    __hash__ = object.__hash__
+
+
+_CLIENT_LOCAL = frozenset({_ClientInput.SEND_MEDIA, _ClientInput.SEND_METADATA, _ClientInput.CLOSE})
+
 
 class ClientSession:
-    """Publishes one stream to an upstream RTMP server, the way ffmpeg does."""
+    """Publishes one stream to an upstream RTMP server, the way ffmpeg does; one table, ``_CLIENT``."""
 
     _TX_CONNECT = 1
     _TX_RELEASE = 2
@@ -605,10 +815,16 @@ class ClientSession:
     def receive_data(self, data: bytes) -> list:
         events: list = []
         for event in self.connection.receive_data(data):
-            if type(event) is HandshakeCompleted:
-                self._send_connect()
-            elif type(event) is MessageReceived and type(event.body) is m.Command:
-                self._on_command(event.body, events)
+            if type(event) is MessageReceived:
+                if type(event.body) is m.Command:
+                    body = event.body
+                    classify = _CLIENT_COMMANDS.get(body.name)
+                    if classify is None:
+                        self._fire(_ClientInput.OTHER_COMMAND, body, events)
+                    else:
+                        classify(self, body, events)
+            elif type(event) is HandshakeCompleted:
+                self._fire(_ClientInput.HANDSHAKE_DONE, None, events)
         return events
 
     def data_to_send(self) -> bytes:
@@ -619,35 +835,57 @@ class ClientSession:
         return self.state is _ClientState.PUBLISHING
 
     def send_media(self, type_id: int, timestamp: int, payload: bytes) -> None:
-        if self.state is not _ClientState.PUBLISHING:
-            raise SessionError(f"media sent while {self.state.value}")
+        """Only while ``publishing``. The forwarding hot path: the table's row is read
+        in line (sending changes no state, so there is nothing to dispatch)."""
+        if _ClientInput.SEND_MEDIA not in _CLIENT_ROWS[self.state]:
+            raise self._no_entry(_ClientInput.SEND_MEDIA, None)
         csid = CSID_VIDEO if type_id == m.MessageType.VIDEO else CSID_AUDIO if type_id == m.MessageType.AUDIO else CSID_DATA
         self.connection.send_raw(type_id, payload, stream_id=self.stream_id, timestamp=timestamp, chunk_stream_id=csid)
 
     def send_metadata(self, metadata: dict, timestamp: int = 0) -> None:
-        if self.state is not _ClientState.PUBLISHING:
-            raise SessionError(f"metadata sent while {self.state.value}")
-        self.connection.send(
-            m.Data(("@setDataFrame", "onMetaData", ECMAArray(metadata))),
-            stream_id=self.stream_id,
-            timestamp=timestamp,
-            chunk_stream_id=CSID_DATA,
-        )
+        """Only while ``publishing``."""
+        self._fire(_ClientInput.SEND_METADATA, metadata, timestamp)
 
     def close(self) -> None:
-        """Unpublish politely, as ffmpeg does on exit."""
-        if self.state is _ClientState.PUBLISHING and self.stream_id is not None:
-            self._send_command("FCUnpublish", 0, self.stream_name)
-            self._send_command("deleteStream", 0, self.stream_id)
-        self.state = _ClientState.CLOSED
+        """Unpublish politely, as ffmpeg does on exit (from any state; sends nothing unless publishing)."""
+        self._fire(_ClientInput.CLOSE)
 
-    # -- internals -------------------------------------------------------------
+    # -- the dispatcher: the only code that changes the state ---------------------
 
-    def _send_command(self, name: str, transaction_id: float, *args: Any, stream_id: int = 0) -> None:
-        csid = CSID_COMMAND if stream_id == 0 else CSID_STREAM_COMMAND
-        self.connection.send(m.Command(name, transaction_id, None, args), stream_id=stream_id, chunk_stream_id=csid)
+    def _fire(self, input_: _ClientInput, *args: Any) -> None:
+        entry = _CLIENT_ROWS[self.state].get(input_)
+        if entry is None:
+            raise self._no_entry(input_, args[0] if args else None)
+        handler, next_state = entry
+        if handler is not None:
+            handler(self, *args)
+        self.state = next_state
 
-    def _send_connect(self) -> None:
+    def _no_entry(self, input_: _ClientInput, body: object) -> Exception:
+        where = f"{body.name} command, transaction {body.transaction_id!r}" if type(body) is m.Command else "handshake"
+        return _no_entry(self, _CLIENT_LOCAL, self.state, input_, f"{input_.value} while {self.state.value}", where)
+
+    # -- what the upstream's commands are --------------------------------------
+
+    def _on_result(self, body: m.Command, events: list) -> None:
+        self._fire(_RESULT_INPUTS.get(body.transaction_id, _ClientInput.OTHER_RESULT), body, events)
+
+    def _on_error(self, body: m.Command, events: list) -> None:
+        fatal = body.transaction_id in (self._TX_CONNECT, self._TX_CREATE_STREAM, self._TX_PUBLISH)
+        self._fire(_ClientInput.FATAL_ERROR if fatal else _ClientInput.MINOR_ERROR, body, events)
+
+    def _on_status(self, body: m.Command, events: list) -> None:
+        info = body.args[0] if body.args and isinstance(body.args[0], dict) else {}
+        if info.get("code") == Status.PUBLISH_START:
+            self._fire(_ClientInput.PUBLISH_START, body, events)
+        elif info.get("level") == "error":
+            self._fire(_ClientInput.STATUS_ERROR, body, events)
+        else:
+            self._fire(_ClientInput.STATUS, body, events)
+
+    # -- handlers ------------------------------------------------------------------
+
+    def _send_connect(self, body: None, events: list) -> None:
         self.connection.send(m.SetChunkSize(self.connection.config.out_chunk_size))
         self.connection.send(
             m.Command(
@@ -662,48 +900,93 @@ class ClientSession:
             ),
             chunk_stream_id=CSID_COMMAND,
         )
-        self.state = _ClientState.CONNECTING
 
-    def _on_command(self, body: m.Command, events: list) -> None:
-        if body.name == "_result":
-            self._on_result(body, events)
-        elif body.name == "_error":
-            # Some servers answer releaseStream or FCPublish with _error; only
-            # the steps publishing depends on are fatal.
-            if body.transaction_id in (self._TX_CONNECT, self._TX_CREATE_STREAM, self._TX_PUBLISH):
-                self._fail(body, events)
-        elif body.name == "onStatus":
-            info = body.args[0] if body.args and isinstance(body.args[0], dict) else {}
-            code = str(info.get("code", ""))
-            if code == Status.PUBLISH_START and self.state is _ClientState.PUBLISHING_PENDING:
-                self.state = _ClientState.PUBLISHING
-                events.append(PublishStarted(self.stream_id or 0))
-            elif info.get("level") == "error":
-                self._fail(body, events)
+    def _connected(self, body: m.Command, events: list) -> None:
+        events.append(Connected())
+        self._send_command("releaseStream", self._TX_RELEASE, self.stream_name)
+        self._send_command("FCPublish", self._TX_FCPUBLISH, self.stream_name)
+        self._send_command("createStream", self._TX_CREATE_STREAM)
 
-    def _on_result(self, body: m.Command, events: list) -> None:
-        tx = body.transaction_id
-        if tx == self._TX_CONNECT and self.state is _ClientState.CONNECTING:
-            events.append(Connected())
-            self._send_command("releaseStream", self._TX_RELEASE, self.stream_name)
-            self._send_command("FCPublish", self._TX_FCPUBLISH, self.stream_name)
-            self._send_command("createStream", self._TX_CREATE_STREAM)
-            self.state = _ClientState.CREATING_STREAM
-        elif tx == self._TX_CREATE_STREAM and self.state is _ClientState.CREATING_STREAM:
-            stream_id = body.args[0] if body.args else None
-            if (
-                not isinstance(stream_id, (int, float))
-                or isinstance(stream_id, bool)
-                or not math.isfinite(stream_id)
-                or stream_id != int(stream_id)
-                or not 0 <= stream_id <= 0xFFFFFFFF
-            ):
-                raise SessionError(f"createStream result without a usable stream id ({stream_id!r})", where="_result")
-            self.stream_id = int(stream_id)
-            self._send_command("publish", self._TX_PUBLISH, self.stream_name, "live", stream_id=self.stream_id)
-            self.state = _ClientState.PUBLISHING_PENDING
+    def _publish(self, body: m.Command, events: list) -> None:
+        stream_id = body.args[0] if body.args else None
+        if (
+            not isinstance(stream_id, (int, float))
+            or isinstance(stream_id, bool)
+            or not math.isfinite(stream_id)
+            or stream_id != int(stream_id)
+            or not 0 <= stream_id <= 0xFFFFFFFF
+        ):
+            raise SessionError(f"createStream result without a usable stream id ({stream_id!r})", where="_result")
+        self.stream_id = int(stream_id)
+        self._send_command("publish", self._TX_PUBLISH, self.stream_name, "live", stream_id=self.stream_id)
+
+    def _started(self, body: m.Command, events: list) -> None:
+        events.append(PublishStarted(self.stream_id or 0))
 
     def _fail(self, body: m.Command, events: list) -> None:
         info = body.args[0] if body.args and isinstance(body.args[0], dict) else {}
-        self.state = _ClientState.FAILED
         events.append(PublishFailed(str(info.get("code", body.name)), str(info.get("description", ""))))
+
+    def _send_metadata(self, metadata: dict, timestamp: int) -> None:
+        self.connection.send(
+            m.Data(("@setDataFrame", "onMetaData", ECMAArray(metadata))),
+            stream_id=self.stream_id,
+            timestamp=timestamp,
+            chunk_stream_id=CSID_DATA,
+        )
+
+    def _unpublish(self) -> None:
+        self._send_command("FCUnpublish", 0, self.stream_name)
+        self._send_command("deleteStream", 0, self.stream_id)
+
+    def _send_command(self, name: str, transaction_id: float, *args: Any, stream_id: int = 0) -> None:
+        csid = CSID_COMMAND if stream_id == 0 else CSID_STREAM_COMMAND
+        self.connection.send(m.Command(name, transaction_id, None, args), stream_id=stream_id, chunk_stream_id=csid)
+
+
+_CLIENT_COMMANDS = {"_result": ClientSession._on_result, "_error": ClientSession._on_error, "onStatus": ClientSession._on_status}
+_RESULT_INPUTS = {
+    ClientSession._TX_CONNECT: _ClientInput.CONNECT_RESULT,
+    ClientSession._TX_RELEASE: _ClientInput.PREPARE_RESULT,
+    ClientSession._TX_FCPUBLISH: _ClientInput.PREPARE_RESULT,
+    ClientSession._TX_CREATE_STREAM: _ClientInput.CREATE_STREAM_RESULT,
+}
+
+K = ClientSession
+A = _ClientState
+I = _ClientInput
+
+#: ffmpeg's publishing sequence: connect, releaseStream + FCPublish + createStream, publish.
+_CLIENT: dict = {
+    (A.HANDSHAKE, I.HANDSHAKE_DONE): (K._send_connect, A.CONNECTING),
+    (A.CONNECTING, I.CONNECT_RESULT): (K._connected, A.CREATING_STREAM),
+    (A.CREATING_STREAM, I.CREATE_STREAM_RESULT): (K._publish, A.PUBLISHING_PENDING),
+    (A.PUBLISHING_PENDING, I.PUBLISH_START): (K._started, A.PUBLISHING),
+    (A.PUBLISHING, I.SEND_MEDIA): (None, A.PUBLISHING),
+    (A.PUBLISHING, I.SEND_METADATA): (K._send_metadata, A.PUBLISHING),
+    (A.PUBLISHING, I.CLOSE): (K._unpublish, A.CLOSED),
+    (A.HANDSHAKE, I.CLOSE): (None, A.CLOSED),
+}
+for _state in (A.CONNECTING, A.CREATING_STREAM, A.PUBLISHING_PENDING, A.PUBLISHING):
+    _CLIENT[(_state, I.FATAL_ERROR)] = (K._fail, A.FAILED)
+    _CLIENT[(_state, I.STATUS_ERROR)] = (K._fail, A.FAILED)
+    for _input in (I.MINOR_ERROR, I.OTHER_RESULT, I.STATUS, I.OTHER_COMMAND):
+        _CLIENT[(_state, _input)] = (None, _state)
+    if _state is not A.PUBLISHING_PENDING:
+        # A server may say Publish.Start for FCPublish too, or twice.
+        _CLIENT[(_state, I.PUBLISH_START)] = (None, _state)
+    if _state is not A.CONNECTING:
+        # Answered before or after createStream's, whatever the server's order.
+        _CLIENT[(_state, I.PREPARE_RESULT)] = (None, _state)
+    if _state is not A.PUBLISHING:
+        _CLIENT[(_state, I.CLOSE)] = (None, A.CLOSED)
+for _state in (A.FAILED, A.CLOSED):
+    # Whatever the server still says before the connection goes (onFCUnpublish, a last
+    # _result or onStatus) is ignored: the publish is over.
+    for _input in I:
+        if _input not in _CLIENT_LOCAL:
+            _CLIENT[(_state, _input)] = (None, _state)
+    _CLIENT[(_state, I.CLOSE)] = (None, A.CLOSED)
+del K, A, I, _state, _input
+
+_CLIENT_ROWS = _rows(_CLIENT)
