@@ -232,6 +232,8 @@ class RTMPServerProtocol(Protocol):
 
     def _on_publish(self, event: s.PublishRequested) -> None:
         self._drop_admission(event.stream_id)  # the client re-published on this stream while waiting
+        if not self.session.publish_pending(event.stream_id):
+            return  # withdrawn later in the same read: nothing to decide or refuse
         if self._over_publish_limit(event):
             return
         if self.admissions.waiting(event.path) or not self.registry.takes_publish(event.path):
@@ -241,6 +243,8 @@ class RTMPServerProtocol(Protocol):
 
     def _on_play(self, event: s.PlayRequested) -> None:
         self._drop_admission(event.stream_id)
+        if not self.session.play_pending(event.stream_id):
+            return
         self._wait_for_admission(PendingAdmission(event.stream_id, self._request(PLAY, event, "")))
 
     def publishes_admitting(self) -> int:

@@ -328,3 +328,18 @@ def test_a_silent_publisher_of_a_bridged_path_is_dropped_for_a_new_one(clock):
     assert any("a new publisher took the path over" in line for line in log_lines(logs))
     first.protocol.connectionLost(None)  # its close, later, leaves the new publisher alone
     assert registry.get("live/user1/stream1").publisher is second.protocol
+
+
+def test_a_publish_withdrawn_in_the_same_read_is_neither_refused_nor_a_fault(factory, registry):
+    """publish and closeStream in one read, to a taken path: the session is idle again when
+    the relay decides, so there is nothing to refuse (once a SessionError closing the peer)."""
+    first = publish(factory)
+    second = Peer(factory)
+    while second.session.state is not s._ClientState.PUBLISHING_PENDING:
+        second.pump(rounds=1)
+    second.session.connection.send(m.Command("closeStream", 0, None, ()), stream_id=second.session.stream_id, chunk_stream_id=5)
+    second.pump()
+    assert not second.closed
+    assert not of_type(second.events, s.PublishFailed)
+    assert factory.counters.faults == {} and factory.counters.connections_closed == {}
+    assert registry.get("live/user1/stream1").publisher is first.protocol
