@@ -198,6 +198,13 @@ class UnhandledCommand:
 # when our own code did. docs/architecture.md renders the tables.
 
 
+class _Symbol(enum.Enum):
+    """A state or an input of a table. Members are singletons, so identity hashing
+    is exact; it keeps the per-message lookup a C call (Enum's own hash is not)."""
+
+    __hash__ = object.__hash__
+
+
 def _rows(table: dict) -> dict:
     """The table by state, as the dispatchers read it: one lookup keyed by the input."""
     rows: dict = {}
@@ -206,7 +213,7 @@ def _rows(table: dict) -> dict:
     return rows
 
 
-def _no_entry(session: object, local: frozenset, state: enum.Enum, input_: enum.Enum, what: str, where: str) -> Exception:
+def _no_entry(session: object, local: frozenset, state: _Symbol, input_: _Symbol, what: str, where: str) -> Exception:
     """The error for a (state, input) pair missing from a table: ours or the peer's."""
     if input_ in local:
         where = f"{type(session).__name__}.{input_.value}"
@@ -217,18 +224,15 @@ def _no_entry(session: object, local: frozenset, state: enum.Enum, input_: enum.
 # --- server -----------------------------------------------------------------
 
 
-class _NetConnection(enum.Enum):
+class _NetConnection(_Symbol):
     # Values read after an input's name: "createStream before connect".
     NEW = "before connect"
     CONNECT_PENDING = "while connect is pending"
     CONNECTED = "after connect"
     REJECTED = "after a rejected connect"
 
-    # Members are singletons: identity hashing keeps the per-message lookup a C call.
-    __hash__ = object.__hash__
 
-
-class _NetStream(enum.Enum):
+class _NetStream(_Symbol):
     #: A stream id createStream never returned, or one deleteStream removed.
     ABSENT = "never created or deleted"
     IDLE = "idle"
@@ -237,10 +241,8 @@ class _NetStream(enum.Enum):
     PLAY_PENDING = "play-pending"
     PLAYING = "playing"
 
-    __hash__ = object.__hash__
 
-
-class _In(enum.Enum):
+class _In(_Symbol):
     """A server session's inputs: the peer's commands and messages, the relay's decisions."""
 
     # the peer's commands (values are their names)
@@ -271,8 +273,6 @@ class _In(enum.Enum):
     ACCEPT_PLAY = "accept_play"
     REJECT_PLAY = "reject_play"
     END_PLAY = "end_play"
-
-    __hash__ = object.__hash__
 
 
 _SERVER_LOCAL = frozenset(
@@ -408,9 +408,10 @@ class ServerSession:
         entry = _NETCONNECTION_ROWS[state].get(input_)
         if entry is None:
             raise _no_entry(self, _SERVER_LOCAL, state, input_, f"{input_.value} {state.value}", f"{input_.value} command")
-        handler, self._state = entry
+        handler, next_state = entry
         if handler is not None:
             handler(self, *args)
+        self._state = next_state
 
     def _fire_stream(self, stream_id: int, input_: _In, *args: Any) -> None:
         stream = self._streams.get(stream_id)
@@ -736,7 +737,7 @@ class PublishFailed:
     description: str
 
 
-class _ClientState(enum.Enum):
+class _ClientState(_Symbol):
     HANDSHAKE = "handshake"
     CONNECTING = "connecting"
     CREATING_STREAM = "creating-stream"
@@ -745,10 +746,8 @@ class _ClientState(enum.Enum):
     FAILED = "failed"
     CLOSED = "closed"
 
-    __hash__ = object.__hash__
 
-
-class _ClientInput(enum.Enum):
+class _ClientInput(_Symbol):
     """What the upstream says to a publishing client, and what our code asks of it."""
 
     HANDSHAKE_DONE = "the handshake's end"
@@ -768,8 +767,6 @@ class _ClientInput(enum.Enum):
     SEND_MEDIA = "send_media"
     SEND_METADATA = "send_metadata"
     CLOSE = "close"
-
-    __hash__ = object.__hash__
 
 
 _CLIENT_LOCAL = frozenset({_ClientInput.SEND_MEDIA, _ClientInput.SEND_METADATA, _ClientInput.CLOSE})

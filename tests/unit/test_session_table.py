@@ -6,6 +6,9 @@ state; and the normal publish and play sequences walk the tables as expected."""
 from __future__ import annotations
 
 import itertools
+from typing import Callable
+
+import attrs
 
 import pytest
 
@@ -157,24 +160,6 @@ def feed_connection_input(peer: Peer, input_: In) -> None:
 # -- NetConnection --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("state", "input_"), missing(s._NETCONNECTION, C, CONNECTION_INPUTS), ids=str)
-def test_a_pair_missing_from_the_netconnection_table_is_a_fault(state, input_):
-    peer = server_in(state)
-    error_type = LocalProtocolError if input_ in s._SERVER_LOCAL else SessionError
-    with pytest.raises(error_type) as info:
-        feed_connection_input(peer, input_)
-    assert (info.value.state, info.value.input) == (state.value, input_.value)
-    assert input_.value in info.value.what and info.value.where
-    assert peer.server._state is state
-
-
-@pytest.mark.parametrize(("state", "input_"), sorted(s._NETCONNECTION, key=str), ids=str)
-def test_every_netconnection_entry_is_reached_from_its_input(state, input_):
-    peer = server_in(state)
-    feed_connection_input(peer, input_)
-    assert peer.server._state is s._NETCONNECTION[(state, input_)][1]
-
-
 def test_the_peer_fault_names_state_input_and_where():
     peer = server_in(C.NEW)
     with pytest.raises(SessionError) as info:
@@ -183,24 +168,6 @@ def test_the_peer_fault_names_state_input_and_where():
 
 
 # -- NetStream --------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("state", "input_"), missing(s._NETSTREAM, N, STREAM_INPUTS), ids=str)
-def test_a_pair_missing_from_the_netstream_table_is_a_fault(state, input_):
-    peer = stream_in(state)
-    error_type = LocalProtocolError if input_ in s._SERVER_LOCAL else SessionError
-    with pytest.raises(error_type) as info:
-        feed_stream_input(peer, STREAM, input_)
-    assert (info.value.state, info.value.input) == (state.value, input_.value)
-    assert f"stream {STREAM}" in info.value.what and info.value.where
-    assert peer.server._stream_state(STREAM) is state
-
-
-@pytest.mark.parametrize(("state", "input_"), sorted(s._NETSTREAM, key=str), ids=str)
-def test_every_netstream_entry_is_reached_from_its_input(state, input_):
-    peer = stream_in(state)
-    feed_stream_input(peer, STREAM, input_)
-    assert peer.server._stream_state(STREAM) is s._NETSTREAM[(state, input_)][1]
 
 
 def test_absent_streams_have_nothing_to_act_on():
@@ -305,24 +272,6 @@ def feed_client_input(upstream: Upstream, input_: I) -> None:
     senders[input_]()
 
 
-@pytest.mark.parametrize(("state", "input_"), missing(s._CLIENT, A, I), ids=str)
-def test_a_pair_missing_from_the_client_table_is_a_fault(state, input_):
-    upstream = client_in(state)
-    error_type = LocalProtocolError if input_ in s._CLIENT_LOCAL else SessionError
-    with pytest.raises(error_type) as info:
-        feed_client_input(upstream, input_)
-    assert (info.value.state, info.value.input) == (state.value, input_.value)
-    assert info.value.where
-    assert upstream.client.state is state
-
-
-@pytest.mark.parametrize(("state", "input_"), sorted(s._CLIENT, key=str), ids=str)
-def test_every_client_entry_is_reached_from_its_input(state, input_):
-    upstream = client_in(state)
-    feed_client_input(upstream, input_)
-    assert upstream.client.state is s._CLIENT[(state, input_)][1]
-
-
 def test_media_before_the_publish_started_is_local_misuse():
     upstream = client_in(A.PUBLISHING_PENDING)
     with pytest.raises(LocalProtocolError) as info:
@@ -335,6 +284,64 @@ def test_a_second_connect_result_is_the_peers_fault():
     with pytest.raises(SessionError) as info:
         upstream.command("_result", transaction_id=1)
     assert str(info.value) == "connect's _result while creating-stream (at _result command, transaction 1.0)"
+
+
+# -- every table: each missing pair is a fault, each entry is reached ----------------------------------
+
+
+@attrs.frozen
+class Machine:
+    name: str
+    table: dict
+    states: type
+    inputs: list
+    local: frozenset
+    enter: Callable  # state -> a subject in that state
+    feed: Callable  # (subject, input) -> None
+    state_of: Callable  # subject -> its state
+
+
+MACHINES = [
+    Machine("netconnection", s._NETCONNECTION, C, CONNECTION_INPUTS, s._SERVER_LOCAL, server_in, feed_connection_input, lambda peer: peer.server._state),
+    Machine(
+        "netstream",
+        s._NETSTREAM,
+        N,
+        STREAM_INPUTS,
+        s._SERVER_LOCAL,
+        stream_in,
+        lambda peer, input_: feed_stream_input(peer, STREAM, input_),
+        lambda peer: peer.server._stream_state(STREAM),
+    ),
+    Machine("client", s._CLIENT, A, list(I), s._CLIENT_LOCAL, client_in, feed_client_input, lambda upstream: upstream.client.state),
+]
+
+
+def pairs(missing_ones: bool) -> list:
+    out = []
+    for machine in MACHINES:
+        chosen = missing(machine.table, machine.states, machine.inputs) if missing_ones else sorted(machine.table, key=str)
+        out += [pytest.param(machine, state, input_, id=f"{machine.name}-{state.name}-{input_.name}") for state, input_ in chosen]
+    return out
+
+
+@pytest.mark.parametrize(("machine", "state", "input_"), pairs(missing_ones=True))
+def test_a_pair_missing_from_a_table_is_a_fault(machine, state, input_):
+    """The peer's SessionError for the peer's input, our LocalProtocolError for our call; the state stays."""
+    subject = machine.enter(state)
+    error_type = LocalProtocolError if input_ in machine.local else SessionError
+    with pytest.raises(error_type) as info:
+        machine.feed(subject, input_)
+    assert (info.value.state, info.value.input) == (state.value, input_.value)
+    assert input_.value in info.value.what and info.value.where
+    assert machine.state_of(subject) is state
+
+
+@pytest.mark.parametrize(("machine", "state", "input_"), pairs(missing_ones=False))
+def test_every_entry_is_reached_from_its_input(machine, state, input_):
+    subject = machine.enter(state)
+    machine.feed(subject, input_)
+    assert machine.state_of(subject) is machine.table[(state, input_)][1]
 
 
 # -- the normal sequences, walked --------------------------------------------------------------------
