@@ -657,7 +657,7 @@ _NETCONNECTION: dict = {
     (C.CONNECT_PENDING, _In.REJECT_CONNECT): (S._reject_connect, C.REJECTED),
 }
 for _state in (C.CONNECT_PENDING, C.CONNECTED):
-    # Clients wait for connect's _result, but a pipelined createStream is served as FMS does.
+    # Clients wait for connect's _result; one that sends createStream before it is served all the same.
     _NETCONNECTION[(_state, _In.CREATE_STREAM)] = (S._cmd_create_stream, _state)
     _NETCONNECTION[(_state, _In.PUBLISH)] = (S._cmd_publish, _state)
     _NETCONNECTION[(_state, _In.PLAY)] = (S._cmd_play, _state)
