@@ -242,6 +242,9 @@ class _NetStream(_Symbol):
     PLAYING = "playing"
 
 
+_ABSENT = _NetStream.ABSENT  # read on every message: a module global is the quickest lookup
+
+
 class _In(_Symbol):
     """A server session's inputs: the peer's commands and messages, the relay's decisions."""
 
@@ -415,26 +418,28 @@ class ServerSession:
 
     def _fire_stream(self, stream_id: int, input_: _In, *args: Any) -> None:
         stream = self._streams.get(stream_id)
-        state = _NetStream.ABSENT if stream is None else stream.state
+        state = _ABSENT if stream is None else stream.state
         entry = _NETSTREAM_ROWS[state].get(input_)
         if entry is None:
             what = f"{input_.value} on stream {stream_id}, {state.value}"
             raise _no_entry(self, _SERVER_LOCAL, state, input_, what, f"message stream {stream_id}")
         handler, next_state = entry
+        if next_state is state:  # the per-message case: media on a publishing stream
+            if handler is not None:  # never on an absent stream: nothing to act on
+                handler(self, stream, *args)
+            return
         if stream is None:
-            if next_state is _NetStream.ABSENT:
-                return  # no stream, nothing to act on (the table has no handler here)
             stream = self._streams[stream_id] = _StreamState(stream_id)
         if handler is not None:
             handler(self, stream, *args)
-        if next_state is _NetStream.ABSENT:
+        if next_state is _ABSENT:
             del self._streams[stream_id]
         else:
             stream.state = next_state
 
     def _stream_state(self, stream_id: int) -> _NetStream:
         stream = self._streams.get(stream_id)
-        return _NetStream.ABSENT if stream is None else stream.state
+        return _ABSENT if stream is None else stream.state
 
     # -- NetConnection handlers -------------------------------------------------
 
