@@ -187,7 +187,8 @@ class VideoTag:
 
     @property
     def is_sequence_header(self) -> bool:
-        return self.packet_type == PACKET_SEQUENCE_HEADER
+        """Codec configuration: SequenceStart (legacy packet type 0) or MPEG2TSSequenceStart."""
+        return self.packet_type == PACKET_SEQUENCE_HEADER or self.packet_type == EX_MPEG2TS_SEQUENCE_START
 
     @property
     def is_keyframe(self) -> bool:
@@ -407,6 +408,9 @@ class AudioTag:
 
     @property
     def is_sequence_header(self) -> bool:
+        """An AAC AudioSpecificConfig, or any Enhanced RTMP audio SequenceStart."""
+        if self.sound_format == SOUND_EX_HEADER:
+            return self.ex_packet_type == AUDIO_EX_SEQUENCE_START and self.codec is not None
         return self.aac_packet_type == AAC_PACKET_SEQUENCE_HEADER
 
 
