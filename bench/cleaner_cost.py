@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from rtmprelay.media.cleaner import CleanerConfig, StreamCleaner
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.relay.registry import LiveStream
 from rtmprelay.rtmp import session as s
 from rtmprelay.testing.flv import read_flv_tags
@@ -90,10 +91,10 @@ class _UpstreamSink:
     def on_metadata(self, metadata):
         pass
 
-    def on_media(self, type_id, timestamp, payload):
-        self.client.send_media(type_id, timestamp, payload)
+    def on_media(self, message):
+        self.client.send_media(message.type_id, message.timestamp, message.payload)
         self.bytes_out += len(self.client.data_to_send())
-        self.sent.append((type_id, id(payload)))
+        self.sent.append((message.type_id, id(message.payload)))
 
     def on_stream_end(self):
         pass
@@ -124,7 +125,7 @@ def run(preamble: bytes, per_message, clean: bool):
             if type(event) is s.MediaReceived:
                 # keep the object alive so its id cannot be reused by a generated frame
                 arrivals[id(event.payload)] = (now, event.payload)
-                stream.publish_media(event.type_id, event.timestamp, event.payload, now)
+                stream.publish_media(event.message, now)
         _note(sink, before, now, arrivals, holds)
     stream.end()
     cpu = time.process_time() - t0

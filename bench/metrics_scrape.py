@@ -21,6 +21,7 @@ from prometheus_client import generate_latest
 from twisted.internet.task import Clock
 
 from rtmprelay.media.cleaner import CleanerConfig
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.relay.registry import StreamRegistry
 from rtmprelay.web.api import stream_info
 from rtmprelay.web.metrics import RelayCollector, _Snapshot, make_metrics_registry
@@ -41,8 +42,8 @@ def live_streams(count: int) -> tuple[StreamRegistry, RelayCollector]:
         stream = registry.start(f"live/user{number}/stream", Publisher())
         for frame in range(60):
             now = frame / 30
-            stream.publish_media(9, round(now * 1000), bytes([0x17 if frame % 30 == 0 else 0x27, 1, 0, 0, 0]) + bytes(200), now)
-            stream.publish_media(8, round(now * 1000), bytes([0xAF, 1]) + bytes(100), now)
+            stream.publish_media(MediaMessage.of(9, round(now * 1000), bytes([0x17 if frame % 30 == 0 else 0x27, 1, 0, 0, 0]) + bytes(200)), now)
+            stream.publish_media(MediaMessage.of(8, round(now * 1000), bytes([0xAF, 1]) + bytes(100)), now)
         stream.poll(3.0)
     return registry, collector
 

@@ -145,8 +145,8 @@ class _PathOutput:
     def on_metadata(self, metadata: dict) -> None:
         pass
 
-    def on_media(self, type_id: int, timestamp: int, payload: bytes) -> None:
-        self.worker.push(type_id, timestamp, payload)
+    def on_media(self, message) -> None:
+        self.worker.push(message)
 
     def on_stream_end(self) -> None:
         self.live = False

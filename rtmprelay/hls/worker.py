@@ -8,9 +8,11 @@ with each other.
 
 The queue is bounded in video frames and in bytes. When an encoder falls
 behind and the queue is full, the newest media is dropped, counted, and video
-stays dropped until the next keyframe: a decoder fed an inter frame whose
-reference was dropped would only make garbage. Sequence headers and control
-calls (restart, finish, removal) are never dropped: they are few and small.
+stays dropped until the next keyframe (``media.gate.KeyframeGate``, the rule
+every sink follows): a decoder fed an inter frame whose reference was dropped
+would only make garbage. Audio is dropped only while the queue is full.
+Sequence headers and control calls (restart, finish, removal) are never
+dropped: they are few and small.
 
 No Twisted here: results leave the thread through the callbacks the caller
 gives, which the Twisted adapter wraps with ``reactor.callFromThread``.
@@ -25,7 +27,8 @@ from typing import Any, Callable
 import attrs
 
 from rtmprelay.errors import MediaError
-from rtmprelay.media import flv
+from rtmprelay.media.gate import KeyframeGate
+from rtmprelay.media.message import MediaMessage
 
 __all__ = ["DEFAULT_QUEUE_BYTES", "DEFAULT_QUEUE_FRAMES", "WorkerCounters", "StreamWorker"]
 
@@ -48,7 +51,8 @@ class WorkerCounters:
 
 
 class StreamWorker:
-    """Runs ``pipeline.push(type_id, timestamp, payload)`` and queued calls in order, on its own thread."""
+    """Runs ``pipeline.push(type_id, timestamp, payload)`` for each queued ``MediaMessage``, and
+    queued calls, in order, on its own thread."""
 
     def __init__(
         self,
@@ -70,28 +74,26 @@ class StreamWorker:
         self._on_crash = on_crash
         self._items: deque = deque()
         self._ready = threading.Condition()
-        self._skip_video = False  # dropping video until the next keyframe
+        self._video_gate = KeyframeGate()  # dropping video until the next keyframe
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=f"rtmprelay-{name}", daemon=True)
         self._thread.start()
 
     # -- from the reactor thread --------------------------------------------------
 
-    def push(self, type_id: int, timestamp: int, payload: bytes) -> bool:
-        """Queue one media message; False when it was dropped (queue full)."""
+    def push(self, message: MediaMessage) -> bool:
+        """Queue one media message; False when it was dropped (queue full, or video
+        waiting for its next keyframe)."""
         counters = self.counters
-        is_video = type_id == flv.VIDEO
-        header = flv.is_video_sequence_header(payload) if is_video else flv.is_audio_sequence_header(payload)
+        size = len(message.payload)
+        frame = message.is_video and not message.header
         with self._ready:
             if self._stopped:
                 return False
-            if not header:
-                full = counters.frames_queued >= self.max_frames or counters.bytes_queued + len(payload) > self.max_bytes
-                if is_video:
-                    if self._skip_video and flv.is_keyframe(payload) and not full:
-                        self._skip_video = False
-                    if full or self._skip_video:
-                        self._skip_video = True
+            if not message.header:
+                full = counters.frames_queued >= self.max_frames or counters.bytes_queued + size > self.max_bytes
+                if frame:
+                    if not self._video_gate.admit(message, full):
                         counters.video_dropped += 1
                         return False
                     counters.frames_queued += 1
@@ -99,8 +101,8 @@ class StreamWorker:
                 elif full:
                     counters.audio_dropped += 1
                     return False
-            counters.bytes_queued += len(payload)
-            self._items.append((type_id, timestamp, payload, is_video and not header))
+            counters.bytes_queued += size
+            self._items.append(message)
             self._ready.notify()
         return True
 
@@ -133,17 +135,19 @@ class StreamWorker:
                 while not self._items:
                     self._ready.wait()
                 item = self._items.popleft()
-                if item is not _STOP and len(item) == 4:
-                    self.counters.bytes_queued -= len(item[2])
-                    if item[3]:
+                if item is _STOP:
+                    return
+                is_media = type(item) is MediaMessage
+                if is_media:
+                    self.counters.bytes_queued -= len(item.payload)
+                    if item.is_video and not item.header:
                         self.counters.frames_queued -= 1
-            if item is _STOP:
-                return
             try:
-                if len(item) == 4:
-                    self.pipeline.push(item[0], item[1], item[2])
+                if is_media:
+                    self.pipeline.push(item.type_id, item.timestamp, item.payload)
                 else:
-                    item[0](*item[1])
+                    function, args = item
+                    function(*args)
             except MediaError as error:
                 self.counters.errors += 1
                 if self._on_media_error is not None:

@@ -46,6 +46,7 @@ import attrs
 from rtmprelay.errors import MediaError
 from rtmprelay.media import aac, avcc, tags
 from rtmprelay.media.flv import AUDIO, VIDEO
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.media.profiles import DestinationProfile, get_profile
 from rtmprelay.media.skipframe import SkipFrameMaker
 from rtmprelay.media.timeline import ArrivalClock, Repair, Stamp, TrackTimeline
@@ -124,15 +125,6 @@ class CleanerConfig:
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
-
-
-@attrs.frozen
-class MediaMessage:
-    """One audio (8), video (9) or data (18) message body with its timestamp."""
-
-    type_id: int
-    timestamp: int
-    payload: bytes
 
 
 @attrs.frozen
@@ -233,6 +225,7 @@ class StreamCleaner:
         self._events: list = []
         self._verdicts: dict[str, Verdict] = {}
         self._queue: list = []  # heap of (timestamp, seq, arrival, MediaMessage)
+        self._input: MediaMessage | None = None  # the message push is placing
         self._seq = itertools.count()
         self._origin: float | None = None
         #: Timestamp of the last message released: nothing later may go below it.
@@ -282,10 +275,16 @@ class StreamCleaner:
 
     # -- public --------------------------------------------------------------------------
 
-    def push(self, type_id: int, timestamp: int, payload: bytes, now: float) -> list[MediaMessage]:
-        """Take one message that arrived at ``now`` (s); return what may leave now. Raises nothing."""
+    def push(self, message: MediaMessage, now: float) -> list[MediaMessage]:
+        """Take one message that arrived at ``now`` (s); return what may leave now. Raises nothing.
+
+        What leaves unchanged is ``message`` itself, or the same message retimed
+        (``MediaMessage.retimed``, the classification kept); only payloads the cleaner
+        changed or made are classified again."""
         if self._origin is None:
             self._origin = now
+        type_id, timestamp, payload = message.type_id, message.timestamp, message.payload
+        self._input = message
         try:
             if type_id == VIDEO:
                 self._push_video(timestamp, payload, now)
@@ -297,6 +296,7 @@ class StreamCleaner:
             # A frame the skip-frame maker or a parser could not follow: it goes on as it came.
             self._malformed(str(error))
             self._enqueue(type_id, self._side_ms(type_id), payload, now)
+        self._input = None
         self._measure_bytes(len(payload), now)
         return self.poll(now)
 
@@ -831,7 +831,12 @@ class StreamCleaner:
         return limit
 
     def _enqueue(self, type_id: int, timestamp: int, payload: bytes, now: float) -> None:
-        heapq.heappush(self._queue, (timestamp, next(self._seq), now, MediaMessage(type_id, timestamp, payload)))
+        given = self._input
+        if given is not None and payload is given.payload and type_id == given.type_id:
+            message = given.retimed(timestamp)  # not a byte changed: the value made by the session
+        else:
+            message = MediaMessage.of(type_id, timestamp, payload)  # made or changed here
+        heapq.heappush(self._queue, (timestamp, next(self._seq), now, message))
 
     def _malformed(self, detail: str) -> None:
         self.counters.malformed += 1

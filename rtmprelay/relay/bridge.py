@@ -33,7 +33,7 @@ import attrs
 
 from rtmprelay.errors import MediaError
 from rtmprelay.media import aac, avcc, flv, tags
-from rtmprelay.media.cleaner import MediaMessage
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.media.skipframe import SkipFrameMaker
 
 FRAME_INTER = 2
@@ -93,7 +93,7 @@ class Bridge:
         self._video_origin = start.last_video_ms
         self._prepare_video(video_header, since_keyframe)
         # audio: by sample count after the last frame
-        self._silence: bytes | None = None
+        self._silence: MediaMessage | None = None
         self._audio_origin = start.last_audio_ms
         self._prepare_audio(audio_header)
 
@@ -150,7 +150,7 @@ class Bridge:
             config = avcc.parse_avc_config(tag.data)
             self._config = (list(config.sps), list(config.pps))
             self._nal_length_size = config.nal_length_size
-            if self._keyframe is None and frames and flv.is_keyframe(frames[0].payload):
+            if self._keyframe is None and frames and frames[0].keyframe:
                 self._keyframe = frames[0].payload
             maker = self._new_maker()
             for message in frames:
@@ -210,10 +210,10 @@ class Bridge:
         self.video_frames += 1
         if self._pending_keyframe:
             self._pending_keyframe = False
-            return MediaMessage(flv.VIDEO, timestamp, self._keyframe)
+            return MediaMessage.of(flv.VIDEO, timestamp, self._keyframe)
         nals = self._maker.make_repeat()
         data = avcc.join_nal_units(nals, self._nal_length_size)
-        return MediaMessage(flv.VIDEO, timestamp, tags.build_video_tag(FRAME_INTER, 1, data, self._cts))
+        return MediaMessage.of(flv.VIDEO, timestamp, tags.build_video_tag(FRAME_INTER, 1, data, self._cts))
 
     # -- audio --------------------------------------------------------------------------------
 
@@ -230,7 +230,7 @@ class Bridge:
         self._rate = config.sample_rate
         self._frame_samples = config.frame_length
         self._header_byte = header[0]
-        self._silence = bytes((self._header_byte, 1)) + silence
+        self._silence = MediaMessage.of(flv.AUDIO, 0, bytes((self._header_byte, 1)) + silence)
 
     def _next_audio_ms(self) -> int:
         samples = (self.audio_frames + 1) * self._frame_samples
@@ -238,7 +238,7 @@ class Bridge:
 
     def _audio_frame(self, timestamp: int) -> MediaMessage:
         self.audio_frames += 1
-        return MediaMessage(flv.AUDIO, timestamp, self._silence)
+        return self._silence.retimed(timestamp)
 
 
 class Splice:
@@ -257,47 +257,41 @@ class Splice:
         self.done = False
         self.offset = 0
         self._old_headers = {flv.VIDEO: video_header, flv.AUDIO: audio_header}
-        self._new_headers: dict[int, bytes] = {}
+        self._new_headers: dict[int, MediaMessage] = {}
         self._audio_floor: int | None = None
         self._last_audio = -1
 
     def take(self, message: MediaMessage) -> list[MediaMessage]:
-        type_id, timestamp, payload = message.type_id, message.timestamp, message.payload
+        type_id = message.type_id
         if not self.done:
-            if _is_header(type_id, payload):
-                self._new_headers[type_id] = payload
+            if message.header:
+                self._new_headers[type_id] = message
                 return []
-            if type_id == flv.VIDEO and flv.is_keyframe(payload):
-                return self._join(type_id, timestamp, payload)
+            if message.keyframe:
+                return self._join(message)
             if type_id == flv.AUDIO and self._old_headers[flv.VIDEO] is None:
-                return self._join(type_id, timestamp, payload)  # an audio-only stream: no keyframe to wait for
+                return self._join(message)  # an audio-only stream: no keyframe to wait for
             return []  # the bridge goes on filling until the keyframe
-        shifted = timestamp + self.offset
-        if type_id == flv.AUDIO and not _is_header(type_id, payload):
+        shifted = message.timestamp + self.offset
+        if type_id == flv.AUDIO and not message.header:
             if (self._audio_floor is not None and shifted < self._audio_floor) or shifted <= self._last_audio:
                 return []
             self._last_audio = shifted
-        return [MediaMessage(type_id, max(0, shifted), payload)]
+        return [message.retimed(max(0, shifted))]
 
-    def _join(self, type_id: int, timestamp: int, payload: bytes) -> list[MediaMessage]:
+    def _join(self, message: MediaMessage) -> list[MediaMessage]:
         self.done = True
         at = self.bridge.next_video_ms  # the next audio slot when the stream has no video
-        self.offset = at - timestamp
+        self.offset = at - message.timestamp
         audio_next = self.bridge.next_audio_ms
         # the bridge's silence ran up to here; the publisher's audio takes over after it
         self._audio_floor = audio_next - 1 if audio_next is not None else None
         out = [
-            MediaMessage(type_id, at, header)
+            header.retimed(at)
             for type_id, header in sorted(self._new_headers.items(), reverse=True)  # video first
-            if header != self._old_headers.get(type_id)
+            if header.payload != self._old_headers.get(type_id)
         ]
-        out.append(MediaMessage(type_id, at, payload))
-        if type_id == flv.AUDIO:
+        out.append(message.retimed(at))
+        if message.type_id == flv.AUDIO:
             self._last_audio = at
         return out
-
-
-def _is_header(type_id: int, payload: bytes) -> bool:
-    if type_id == flv.VIDEO:
-        return flv.is_video_sequence_header(payload)
-    return type_id == flv.AUDIO and flv.is_audio_sequence_header(payload)

@@ -45,7 +45,9 @@ from zope.interface import implementer
 
 from rtmprelay.errors import ConfigError, ProtocolError
 from rtmprelay.media import flv
-from rtmprelay.relay.transport import TURN, KeyframeGate, quick_ack, set_tcp_nodelay
+from rtmprelay.media.gate import KeyframeGate
+from rtmprelay.media.message import MediaMessage
+from rtmprelay.relay.transport import TURN, quick_ack, set_tcp_nodelay
 from rtmprelay.relay.upstream import (
     STABLE_AFTER_S,
     Backoff,
@@ -226,9 +228,7 @@ class UpstreamForwarder:
         self.publishing = False
         self.closed = False
         self.metadata: dict | None = None
-        self.video_header: tuple | None = None
-        self.audio_header: tuple | None = None
-        self._queue: deque = deque()
+        self._queue: deque[MediaMessage] = deque()
         self._queued_bytes = 0
         # Skipping to a keyframe is shared by the queue (before the upstream takes the
         # publish) and the live path (while the upstream socket is full).
@@ -376,16 +376,15 @@ class UpstreamForwarder:
         session = protocol.session
         # A resumed publish starts where the queue does: metadata and headers carry its
         # first timestamp, so the upstream's timeline never steps back (nor jumps from 0).
-        start = self._queue[0][1] if self._queue else self._last_timestamp
+        # The sequence headers are the stream's (one cache: LiveStream's), whenever they came.
+        start = self._queue[0].timestamp if self._queue else self._last_timestamp
         if self.metadata is not None:
             session.send_metadata(self.metadata, timestamp=start)
-        for header in (self.video_header, self.audio_header):
-            if header is not None:
-                type_id, timestamp, payload = header
-                session.send_media(type_id, max(timestamp, start), payload)
+        for header in self.stream.sequence_headers():
+            session.send_media(header.type_id, start, header.payload)
         queue, self._queue, self._queued_bytes = self._queue, deque(), 0
-        for type_id, timestamp, payload in queue:
-            self._send(session, type_id, timestamp, payload)
+        for message in queue:
+            self._send(session, message)
         self.bytes_sent += protocol.flush()
 
     def upstream_failed(self, protocol: RTMPClientProtocol, error: UpstreamError) -> None:
@@ -454,23 +453,16 @@ class UpstreamForwarder:
             self.protocol.session.send_metadata(metadata)
             self.bytes_sent += self.protocol.flush()
 
-    def on_media(self, type_id: int, timestamp: int, payload: bytes) -> None:
+    def on_media(self, message: MediaMessage) -> None:
         if self.closed:
             return
-        self._last_timestamp = timestamp
-        is_header = False
-        if type_id == flv.VIDEO and flv.is_video_sequence_header(payload):
-            self.video_header = (type_id, timestamp, payload)
-            is_header = True
-        elif type_id == flv.AUDIO and flv.is_audio_sequence_header(payload):
-            self.audio_header = (type_id, timestamp, payload)
-            is_header = True
+        self._last_timestamp = message.timestamp
         if not self.publishing:
-            if not is_header:
-                self._enqueue(type_id, timestamp, payload)
+            if not message.header:  # the stream keeps the headers; they go first on publish
+                self._enqueue(message)
             return
         was_skipping = self._gate.skipping
-        if not self._gate.admit(type_id, payload):
+        if not self._gate.admit(message):
             if not was_skipping:
                 self.log.warn(
                     "upstream {url} for {path} is {size} bytes behind; skipping to the next keyframe",
@@ -480,21 +472,21 @@ class UpstreamForwarder:
                 )
             return
         protocol = self.protocol
-        self._send(protocol.session, type_id, timestamp, payload)
+        self._send(protocol.session, message)
         self.bytes_sent += protocol.flush()
 
     def on_stream_end(self) -> None:
         self.stop()
 
-    def _send(self, session: s.ClientSession, type_id: int, timestamp: int, payload: bytes) -> None:
-        if type_id == flv.VIDEO:
+    def _send(self, session: s.ClientSession, message: MediaMessage) -> None:
+        if message.type_id == flv.VIDEO:
             if self._spacing is not None:
-                payload = self._spacing.label(timestamp, payload)
-            if not flv.is_video_sequence_header(payload):
+                message = self._spacing.label(message)
+            if not message.header:
                 self.frames_sent += 1
-        elif type_id == flv.AUDIO and not flv.is_audio_sequence_header(payload):
+        elif message.type_id == flv.AUDIO and not message.header:
             self.audio_frames_sent += 1
-        session.send_media(type_id, timestamp, payload)
+        session.send_media(message.type_id, message.timestamp, message.payload)
         self.sent_messages += 1
 
     # -- state ----------------------------------------------------------------------------
@@ -554,15 +546,14 @@ class UpstreamForwarder:
 
     # -- bounds -------------------------------------------------------------------------
 
-    def _enqueue(self, type_id: int, timestamp: int, payload: bytes) -> None:
-        is_key = type_id == flv.VIDEO and flv.is_keyframe(payload)
+    def _enqueue(self, message: MediaMessage) -> None:
         if self._gate.skipping:
-            if not is_key:
+            if not message.keyframe:
                 self._queue_dropped += 1
                 return
             self._gate.skipping = False
-        self._queue.append((type_id, timestamp, payload))
-        self._queued_bytes += len(payload)
+        self._queue.append(message)
+        self._queued_bytes += len(message.payload)
         if self._queued_bytes > self.config.queue_bytes:
             self._drop_oldest_gops()
 
@@ -571,16 +562,14 @@ class UpstreamForwarder:
         the head; if even the newest GOP does not fit, drop it all and wait for a keyframe."""
         queue = self._queue
         while self._queued_bytes > self.config.queue_bytes and queue:
-            _t, _ts, old = queue.popleft()
-            self._queued_bytes -= len(old)
+            self._queued_bytes -= len(queue.popleft().payload)
             self._queue_dropped += 1
-            while queue and not (queue[0][0] == flv.VIDEO and flv.is_keyframe(queue[0][2])):
-                _t, _ts, old = queue.popleft()
-                self._queued_bytes -= len(old)
+            while queue and not queue[0].keyframe:
+                self._queued_bytes -= len(queue.popleft().payload)
                 self._queue_dropped += 1
         if not queue:
             self._queued_bytes = 0
-            self._gate.skipping = True
+            self._gate.skip_to_keyframe()
 
     def _queue_from_last_keyframe(self) -> None:
         """After a loss: what the upstream may not have got, from the stream's last keyframe on."""
@@ -589,11 +578,11 @@ class UpstreamForwarder:
         since = getattr(self.stream, "since_keyframe", None)
         messages = since() if since is not None else ()
         if not messages:
-            self._gate.skipping = True  # wait for the next keyframe
+            self._gate.skip_to_keyframe()  # wait for the next keyframe
             return
         self._gate.skipping = False
         for message in messages:
-            self._enqueue(message.type_id, message.timestamp, message.payload)
+            self._enqueue(message)
 
     def _cancel_timers(self) -> None:
         for name in ("_publish_timer", "_stall_timer"):

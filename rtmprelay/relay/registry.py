@@ -1,9 +1,12 @@
 """Live streams by path: who publishes each, and the sinks that receive it.
 
 A sink is anything with the ``MediaSink`` methods: a player's connection, an
-upstream forwarder, a test's recorder. The stream keeps what a late sink needs
-to start cleanly (metadata, sequence headers, the frames since the last
-keyframe) so a player starts at a keyframe with the sequence headers first.
+upstream forwarder, the HLS worker, a test's recorder. Every sink gets the same
+``MediaMessage`` values, classified once where the session made them; none
+looks at tag bytes again. The stream keeps what a late sink needs to start
+cleanly (metadata, sequence headers, the frames since the last keyframe) so a
+player starts at a keyframe with the sequence headers first: that is the one
+header cache, which an upstream that reconnects asks too (``sequence_headers``).
 
 A stream may outlive its publisher: with a bridge grace (forwarding), a
 stream whose publisher goes away is filled by a ``bridge.Bridge`` (the last
@@ -20,8 +23,8 @@ from typing import Protocol
 import attrs
 from twisted.logger import Logger
 
-from rtmprelay.media import flv
-from rtmprelay.media.cleaner import CleanerConfig, LongGop, MediaMessage, StreamCleaner
+from rtmprelay.media.cleaner import CleanerConfig, LongGop, StreamCleaner
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.relay.bridge import Bridge, BridgeStart, Splice
 from rtmprelay.relay.meters import FrameRate, KeyframeIntervals
 from rtmprelay.rtmp.messages import MessageType
@@ -38,11 +41,11 @@ TAKEOVER_SILENCE_S = 2.0
 
 
 class MediaSink(Protocol):
-    """What a stream delivers to: a player, an upstream, a recorder."""
+    """What a stream delivers to: a player, an upstream, the HLS worker, a recorder."""
 
     def on_metadata(self, metadata: dict) -> None: ...
 
-    def on_media(self, type_id: int, timestamp: int, payload: bytes) -> None: ...
+    def on_media(self, message: MediaMessage) -> None: ...
 
     def on_stream_end(self) -> None: ...
 
@@ -126,24 +129,24 @@ class LiveStream:
             except Exception:
                 self._fault(f"{type(sink).__name__}.on_metadata")
 
-    def publish_media(self, type_id: int, timestamp: int, payload: bytes, now: float = 0.0) -> None:
+    def publish_media(self, message: MediaMessage, now: float = 0.0) -> None:
         """A message from the publisher; ``now`` (seconds) is when it arrived."""
         self.last_arrival = now
-        if type_id == MessageType.VIDEO and flv.is_keyframe(payload):
-            self.input_keyframes.keyframe(timestamp)
+        if message.keyframe:
+            self.input_keyframes.keyframe(message.timestamp)
             if self._splice is not None and self.bridge is not None:
                 self.bridge.hold(now)  # the keyframe the publisher is joined on is on its way
         if self.cleaner is None:
-            self._deliver(type_id, timestamp, payload)
+            self._deliver(message)
             return
         try:
-            messages = self.cleaner.push(type_id, timestamp, payload, now)
+            messages = self.cleaner.push(message, now)
         except Exception:
             # The cleaner could not place this message: it goes on as it came, the stream goes on.
             self._fault("cleaner.push")
-            messages = (MediaMessage(type_id, timestamp, payload),)
-        for message in messages:
-            self._deliver(message.type_id, message.timestamp, message.payload)
+            messages = (message,)
+        for out in messages:
+            self._deliver(out)
         self._log_cleaner_events()
 
     def poll(self, now: float) -> None:
@@ -155,7 +158,7 @@ class LiveStream:
                 self._fault("cleaner.poll")
                 return
             for message in messages:
-                self._deliver(message.type_id, message.timestamp, message.payload)
+                self._deliver(message)
 
     def _fault(self, where: str) -> None:
         """Call from an ``except`` block: count, and log the first of each kind with its traceback."""
@@ -180,44 +183,45 @@ class LiveStream:
                     outcome="repaired" if event.repaired else "not repaired",
                 )
 
-    def _deliver(self, type_id: int, timestamp: int, payload: bytes) -> None:
-        if self.bridgeable and type_id == MessageType.VIDEO and _is_end_of_sequence(payload):
+    def _deliver(self, message: MediaMessage) -> None:
+        if self.bridgeable and message.end and message.type_id == MessageType.VIDEO:
             return  # a stream that may be bridged must not tell decoders it ended (skip frames follow)
         if self._splice is not None:
-            self._join(MediaMessage(type_id, timestamp, payload))
+            self._join(message)
             return
-        self._fan_out(type_id, timestamp, payload)
+        self._fan_out(message)
 
-    def _fan_out(self, type_id: int, timestamp: int, payload: bytes) -> None:
-        message = MediaMessage(type_id, timestamp, payload)
+    def _fan_out(self, message: MediaMessage) -> None:
+        """Cache what late joiners need, count, and hand ``message`` itself to every sink."""
         counters = self.counters
-        counters.bytes_in += len(payload)
-        if type_id == MessageType.VIDEO:
+        counters.bytes_in += len(message.payload)
+        timestamp = message.timestamp
+        if message.type_id == MessageType.VIDEO:
             counters.video_messages += 1
             self._last_video_ms = timestamp
-            if flv.is_video_sequence_header(payload):
+            if message.header:
                 self.video_header = message
-            elif flv.is_keyframe(payload):
+            elif message.keyframe:
                 counters.keyframes += 1
                 self.output_keyframes.keyframe(timestamp)
                 self.output_frame_rate.frame(timestamp)
                 self._gop = [message]
-                self._last_keyframe = payload
-                self._gop_bytes = len(payload)
+                self._last_keyframe = message.payload
+                self._gop_bytes = len(message.payload)
                 self._gop_overflowed = False
             else:
                 self.output_frame_rate.frame(timestamp)
                 self._cache(message)
-        elif type_id == MessageType.AUDIO:
+        elif message.type_id == MessageType.AUDIO:
             counters.audio_messages += 1
             self._last_audio_ms = timestamp
-            if flv.is_audio_sequence_header(payload):
+            if message.header:
                 self.audio_header = message
             else:
                 self._cache(message)
         for sink in list(self._sinks):
             try:
-                sink.on_media(type_id, timestamp, payload)
+                sink.on_media(message)
             except Exception:
                 self._fault(f"{type(sink).__name__}.on_media")
 
@@ -230,7 +234,7 @@ class LiveStream:
                 self._fault("cleaner.finish")
                 held = []
             for message in held:
-                self._deliver(message.type_id, message.timestamp, message.payload)
+                self._deliver(message)
         for sink in list(self._sinks):
             try:
                 sink.on_stream_end()
@@ -251,12 +255,11 @@ class LiveStream:
             sink = _Rebased(sink)
         if self.metadata is not None:
             sink.on_metadata(self.metadata)
-        for header in (self.video_header, self.audio_header):
-            if header is not None:
-                sink.on_media(header.type_id, header.timestamp, header.payload)
+        for header in self.sequence_headers():
+            sink.on_media(header)
         if start_at_keyframe:
             for message in self._gop:
-                sink.on_media(message.type_id, message.timestamp, message.payload)
+                sink.on_media(message)
         self._sinks.append(sink)
 
     def detach(self, sink: MediaSink) -> None:
@@ -269,6 +272,11 @@ class LiveStream:
     @property
     def sinks(self) -> tuple:
         return tuple(target.sink if type(target) is _Rebased else target for target in self._sinks)
+
+    def sequence_headers(self) -> tuple[MediaMessage, ...]:
+        """The latest video and audio sequence headers (video first): what any sink
+        needs before a frame, whenever it (re)starts."""
+        return tuple(header for header in (self.video_header, self.audio_header) if header is not None)
 
     def since_keyframe(self) -> tuple[MediaMessage, ...]:
         """The last keyframe and what followed it (empty when too long to keep): where a
@@ -310,7 +318,7 @@ class LiveStream:
                 self._fault("cleaner.finish")
                 held = []
             for message in held:
-                self._deliver(message.type_id, message.timestamp, message.payload)
+                self._deliver(message)
         start = BridgeStart(self._last_video_ms, self._last_audio_ms, self.last_arrival if self.last_arrival is not None else now)
         bridge = Bridge(
             start,
@@ -348,7 +356,7 @@ class LiveStream:
             return
         restarts, had_video = bridge.restarts, not bridge.why_no_video
         for message in bridge.fill(now):
-            self._fan_out(message.type_id, message.timestamp, message.payload)
+            self._fan_out(message)
         if bridge.restarts != restarts:
             self.log.info(
                 "stream {path}: bridge sends the last keyframe again and repeats it: {why}",
@@ -374,7 +382,7 @@ class LiveStream:
     def _join(self, message: MediaMessage) -> None:
         splice = self._splice
         for out in splice.take(message):
-            self._fan_out(out.type_id, out.timestamp, out.payload)
+            self._fan_out(out)
         if splice.done and self.bridge is not None:
             self.log.info(
                 "stream {path}: publisher joined on at its first keyframe, {offset:+d} ms onto its timeline "
@@ -393,7 +401,7 @@ class LiveStream:
         declared = (self.metadata or {}).get("framerate")
         if isinstance(declared, (int, float)) and 1 <= declared <= 240:
             return float(declared)
-        times = [m.timestamp for m in self._gop if m.type_id == MessageType.VIDEO and not _is_end_of_sequence(m.payload)]
+        times = [m.timestamp for m in self._gop if m.type_id == MessageType.VIDEO and not m.end]
         if len(times) >= 2 and times[-1] > times[0]:
             return min(240.0, max(1.0, (len(times) - 1) * 1000.0 / (times[-1] - times[0])))
         return None
@@ -422,14 +430,14 @@ class _Rebased:
     def on_metadata(self, metadata: dict) -> None:
         self.sink.on_metadata(metadata)
 
-    def on_media(self, type_id: int, timestamp: int, payload: bytes) -> None:
+    def on_media(self, message: MediaMessage) -> None:
         if self.offset is None:
-            if flv.is_video_sequence_header(payload) or flv.is_audio_sequence_header(payload):
-                self.sink.on_media(type_id, 0, payload)
+            if message.header:
+                self.sink.on_media(message.retimed(0))
                 return
-            self.offset = timestamp
-        since = (timestamp - self.offset) & 0xFFFFFFFF
-        self.sink.on_media(type_id, 0 if since >= 0x80000000 else since, payload)  # before the start: at 0
+            self.offset = message.timestamp
+        since = (message.timestamp - self.offset) & 0xFFFFFFFF
+        self.sink.on_media(message.retimed(0 if since >= 0x80000000 else since))  # before the start: at 0
 
     def on_stream_end(self) -> None:
         self.sink.on_stream_end()
@@ -652,7 +660,3 @@ class StreamRegistry:
             if not waiting:
                 del self._waiting[path]
 
-
-def _is_end_of_sequence(payload: bytes) -> bool:
-    """An AVC end-of-sequence tag (what ffmpeg's FLV muxer writes last)."""
-    return len(payload) >= 2 and payload[0] & 0x8F == flv.CODEC_AVC and payload[1] == 2

@@ -36,6 +36,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from rtmprelay.errors import ProtocolError
+from rtmprelay.media.gate import KeyframeGate
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.names import printable
 from rtmprelay.rtmp import messages as m
 from rtmprelay.rtmp import session as s
@@ -54,7 +56,7 @@ from rtmprelay.relay.admission import (
 )
 from rtmprelay.relay.limits import LimitCounters, ServerLimits, Throttle
 from rtmprelay.relay.registry import LiveStream, StreamRegistry
-from rtmprelay.relay.transport import TURN, KeyframeGate, reset_connection, set_tcp_nodelay
+from rtmprelay.relay.transport import TURN, reset_connection, set_tcp_nodelay
 
 DEFAULT_HANDSHAKE_TIMEOUT = ServerLimits().handshake_timeout
 CLOSE_GRACE_SECONDS = 5.0
@@ -390,7 +392,7 @@ class RTMPServerProtocol(Protocol):
         if stream is not None:
             now = self.clock.seconds()
             self.last_media = now
-            stream.publish_media(event.type_id, event.timestamp, event.payload, now)
+            stream.publish_media(event.message, now)
 
     def _on_publish_ended(self, event: s.PublishEnded) -> None:
         stream = self._published.pop(event.stream_id, None)
@@ -610,10 +612,10 @@ class _PlayerSink:
         )
         self.protocol._flush()
 
-    def on_media(self, type_id: int, timestamp: int, payload: bytes) -> None:
-        if not self.gate.admit(type_id, payload):
+    def on_media(self, message: MediaMessage) -> None:
+        if not self.gate.admit(message):
             return
-        self.protocol.session.send_media(self.stream_id, type_id, timestamp, payload)
+        self.protocol.session.send_media(self.stream_id, message.type_id, message.timestamp, message.payload)
         self.protocol._flush()
 
     def on_stream_end(self) -> None:

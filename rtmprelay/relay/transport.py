@@ -27,8 +27,6 @@ import struct
 
 from twisted.internet import tcp
 
-from rtmprelay.media import flv
-
 _LINGER_RESET = struct.pack("ii", 1, 0)
 #: The TCP transports whose socket ``send_parts`` may write to itself (not TLS,
 #: not test transports: those get ``writeSequence``).
@@ -164,44 +162,3 @@ def reset_connection(transport) -> None:
         pass
     transport.abortConnection()
 
-
-class KeyframeGate:
-    """Backpressure for one sink that must not grow memory without bound.
-
-    While the sink's socket is paused, what is written still counts; past
-    ``limit`` bytes the gate refuses frames up to the next keyframe (sequence
-    headers always pass), so a slow reader loses whole GOPs and never sees a
-    frame whose references it missed. nginx-rtmp drops for slow players the
-    same way.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.paused = False
-        self.skipping = False
-        self.written_while_paused = 0
-        self.dropped = 0
-
-    def pause(self) -> None:
-        self.paused = True
-        self.written_while_paused = 0
-
-    def resume(self) -> None:
-        self.paused = False
-        self.written_while_paused = 0
-
-    def admit(self, type_id: int, payload: bytes) -> bool:
-        if flv.is_video_sequence_header(payload) or flv.is_audio_sequence_header(payload):
-            return True
-        if self.skipping:
-            if not (type_id == flv.VIDEO and flv.is_keyframe(payload)):
-                self.dropped += 1
-                return False
-            self.skipping = False
-        elif self.paused and self.written_while_paused > self.limit:
-            self.skipping = True
-            self.dropped += 1
-            return False
-        if self.paused:
-            self.written_while_paused += len(payload)
-        return True

@@ -33,7 +33,8 @@ import attrs
 from twisted.internet import error as net_error
 
 from rtmprelay.errors import ConfigError
-from rtmprelay.media import flv, tags
+from rtmprelay.media import tags
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.names import mask_url
 
 #: Waits before each retry after consecutive failures: at once, then growing to 10 s.
@@ -167,15 +168,16 @@ class KeyframeSpacing:
         """A new publish: its first keyframe is one whatever came before."""
         self._last_key_ms = None
 
-    def label(self, timestamp: int, payload: bytes) -> bytes:
-        if not flv.is_keyframe(payload):
-            return payload
+    def label(self, message: MediaMessage) -> MediaMessage:
+        """``message``, or a keyframe too close to the last one as an inter frame."""
+        if not message.keyframe:
+            return message
         last = self._last_key_ms
-        if last is not None and timestamp - last < self.min_interval_ms - self.SLACK_MS:
+        if last is not None and message.timestamp - last < self.min_interval_ms - self.SLACK_MS:
             self.relabelled += 1
-            return tags.with_frame_type(payload, 2)
-        self._last_key_ms = timestamp
-        return payload
+            return MediaMessage.of(message.type_id, message.timestamp, tags.with_frame_type(message.payload, 2))
+        self._last_key_ms = message.timestamp
+        return message
 
 
 # -- what /api/streams shows -------------------------------------------------------------

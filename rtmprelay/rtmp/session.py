@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from rtmprelay.errors import LocalProtocolError, MessageError, SessionError
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.names import BadStreamName, parse_stream_path
 from rtmprelay.rtmp import messages as m
 from rtmprelay.rtmp.amf0 import ECMAArray
@@ -151,12 +152,23 @@ class RequestRefused:
 
 @attrs.frozen
 class MediaReceived:
-    """Audio (type 8), video (type 9) or data (type 18) on a publishing stream."""
+    """Audio (type 8) or video (type 9) on a publishing stream: ``message`` is the media
+    value every sink gets, classified here once (``media.message``)."""
 
     stream_id: int
-    type_id: int
-    timestamp: int
-    payload: bytes
+    message: MediaMessage
+
+    @property
+    def type_id(self) -> int:
+        return self.message.type_id
+
+    @property
+    def timestamp(self) -> int:
+        return self.message.timestamp
+
+    @property
+    def payload(self) -> bytes:
+        return self.message.payload
 
 
 @attrs.frozen
@@ -615,7 +627,7 @@ class ServerSession:
     def _on_media(self, stream: _StreamState, event: MessageReceived, events: list) -> None:
         body = event.body
         type_id = m.MessageType.VIDEO if type(body) is m.Video else m.MessageType.AUDIO
-        events.append(MediaReceived(event.stream_id, type_id, event.timestamp, body.payload))
+        events.append(MediaReceived(event.stream_id, MediaMessage.of(type_id, event.timestamp, body.payload)))
 
     def _on_aggregate(self, stream: _StreamState, event: MessageReceived, events: list) -> None:
         """FLV tags bundled into one message (FMS and some encoders send them): unbundled."""
@@ -627,7 +639,7 @@ class ServerSession:
             return
         for inner in inners:
             if inner.type_id in (m.MessageType.AUDIO, m.MessageType.VIDEO):
-                events.append(MediaReceived(event.stream_id, inner.type_id, inner.timestamp, inner.payload))
+                events.append(MediaReceived(event.stream_id, MediaMessage.of(inner.type_id, inner.timestamp, inner.payload)))
             elif inner.type_id == m.MessageType.DATA_AMF0:
                 try:
                     body = m.decode_body(inner.type_id, inner.payload, self.connection.config.amf)

@@ -35,6 +35,7 @@ from rtmprelay.testing.players import (
 )
 from rtmprelay.testing.ports import free_port, port_accepts, wait_for_port
 from rtmprelay.testing.publishers import FfmpegPublisher, GstPublisher, make_test_flv
+from rtmprelay.testing.sinks import RecordingSink
 
 __all__ = [
     "AccessRecord",
@@ -50,6 +51,7 @@ __all__ = [
     "PeerProcess",
     "PeerTimeout",
     "PeerUnavailable",
+    "RecordingSink",
     "RtmpdumpPlayer",
     "StreamInfo",
     "assert_payload_subsequence",

@@ -40,6 +40,7 @@ import attrs
 
 from rtmprelay.errors import ParseError, ProtocolError
 from rtmprelay.media import aac, avc, avcc, tags
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.rtmp import amf0, amf3, messages
 from rtmprelay.rtmp.chunks import ChunkReader
 from rtmprelay.rtmp.handshake import HANDSHAKE_SIZE, ServerHandshake
@@ -317,7 +318,7 @@ def _cleaner(data: bytes) -> object:
             cleaner.rewrite_metadata({"framerate": rate, "width": 320.0})
             continue
         before = counters.duplicated + counters.silence_inserted
-        cleaner.push(kind, timestamp, payload, now)
+        cleaner.push(MediaMessage.of(kind, timestamp, payload), now)
         generated = counters.duplicated + counters.silence_inserted - before
         if generated > bound:
             raise CleanerFault(f"one push generated {generated} messages (bound {bound:.0f})")
@@ -389,7 +390,7 @@ class _Sink:
     def on_metadata(self, metadata: dict) -> None:
         messages.encode_body(messages.Data(("onMetaData", amf0.ECMAArray(metadata))))
 
-    def on_media(self, type_id: int, timestamp: int, payload: bytes) -> None:
+    def on_media(self, message: MediaMessage) -> None:
         pass
 
     def on_stream_end(self) -> None:

@@ -249,7 +249,7 @@ class FakeForwarder:
     def on_metadata(self, metadata):
         pass
 
-    def on_media(self, type_id, timestamp, payload):
+    def on_media(self, message):
         pass
 
     def on_stream_end(self):

@@ -18,7 +18,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 
 from rtmprelay.media import flv as media_flv
-from rtmprelay.media.cleaner import MediaMessage
+from rtmprelay.media.message import MediaMessage
+from rtmprelay.testing.sinks import RecordingSink
 from rtmprelay.relay.bridge import Bridge, BridgeStart, Splice
 from rtmprelay.relay.forward import Forwarding, ForwardTemplate, ForwardTemplates
 from rtmprelay.relay.registry import StreamRegistry
@@ -35,25 +36,7 @@ FPS = 25
 PERIOD_MS = 1000 / FPS
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.media: list[MediaMessage] = []
-        self.ended = False
-
-    def on_metadata(self, metadata: dict) -> None:
-        pass
-
-    def on_media(self, type_id: int, timestamp: int, payload: bytes) -> None:
-        self.media.append(MediaMessage(type_id, timestamp, payload))
-
-    def on_stream_end(self) -> None:
-        self.ended = True
-
-    def video(self) -> list[MediaMessage]:
-        return [m for m in self.media if m.type_id == media_flv.VIDEO and not media_flv.is_video_sequence_header(m.payload)]
-
-    def audio(self) -> list[MediaMessage]:
-        return [m for m in self.media if m.type_id == media_flv.AUDIO and not media_flv.is_audio_sequence_header(m.payload)]
+Recorder = RecordingSink
 
 
 class Publisher:
@@ -98,7 +81,7 @@ def publish(registry: StreamRegistry, clock: task.Clock, tags, start: float) -> 
         at = start + tag.timestamp / 1000
         if at > clock.seconds():
             clock.advance(at - clock.seconds())
-        stream.publish_media(tag.tag_type, tag.timestamp, tag.payload, now=clock.seconds())
+        stream.publish_media(MediaMessage.of(tag.tag_type, tag.timestamp, tag.payload), now=clock.seconds())
 
 
 def advance(clock: task.Clock, seconds: float, step: float = 0.01) -> None:
@@ -319,7 +302,7 @@ def test_a_bridge_without_sequence_headers_has_nothing_to_fill_with():
 def test_the_filler_follows_the_wall_clock_from_the_last_arrival(clip):
     video_header = next(t.payload for t in clip if t.kind == "video" and t.is_header)
     audio_header = next(t.payload for t in clip if t.kind == "audio" and t.is_header)
-    gop = [MediaMessage(t.tag_type, t.timestamp, t.payload) for t in clip if t.kind == "video" and not t.is_header][:5]
+    gop = [MediaMessage.of(t.tag_type, t.timestamp, t.payload) for t in clip if t.kind == "video" and not t.is_header][:5]
     start = BridgeStart(gop[-1].timestamp, gop[-1].timestamp, last_arrival=100.0)
     bridge = Bridge(start, video_header=video_header, audio_header=audio_header, since_keyframe=gop, fps=FPS)
     assert bridge.fill(100.0) == []
@@ -330,10 +313,10 @@ def test_the_filler_follows_the_wall_clock_from_the_last_arrival(clip):
     assert bridge.fill(101.0) == []
     splice = Splice(bridge, video_header, audio_header)
     key = next(t for t in clip if media_flv.is_keyframe(t.payload))
-    assert splice.take(MediaMessage(media_flv.VIDEO, 400, b"\x27\x01\x00\x00\x00")) == []  # before the keyframe
-    joined = splice.take(MediaMessage(media_flv.VIDEO, 440, key.payload))
+    assert splice.take(MediaMessage.of(media_flv.VIDEO, 400, b"\x27\x01\x00\x00\x00")) == []  # before the keyframe
+    joined = splice.take(MediaMessage.of(media_flv.VIDEO, 440, key.payload))
     assert [m.timestamp for m in joined] == [bridge.next_video_ms] and splice.done
-    assert splice.take(MediaMessage(media_flv.VIDEO, 480, b"x"))[0].timestamp == bridge.next_video_ms + 40
+    assert splice.take(MediaMessage.of(media_flv.VIDEO, 480, b"x"))[0].timestamp == bridge.next_video_ms + 40
 
 
 # -- with forwarding: the upstream publish stays open --------------------------------------

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rtmprelay.media.cleaner import CleanerConfig, LongGop, StreamCleaner
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.testing import dirty as d
 from rtmprelay.testing.validate import validate
 
@@ -26,7 +27,7 @@ def clean(stream: d.DirtyStream, config: CleanerConfig = CLOUDFLARE):
     last = 0.0
     for message in stream.messages:
         last = message.send_at
-        out.extend(cleaner.push(message.type_id, message.timestamp, message.payload, message.send_at))
+        out.extend(cleaner.push(MediaMessage.of(message.type_id, message.timestamp, message.payload), message.send_at))
     out.extend(cleaner.poll(last + 5))
     out.extend(cleaner.finish())
     return cleaner, [(m.type_id, m.timestamp, m.payload) for m in out]
@@ -138,7 +139,7 @@ def test_interleaving_holds_nothing_longer_than_its_bound(dirty_stream_factory):
             for out in cleaner.poll(tick):
                 worst = max(worst, tick - pending.pop(id(out), tick))
         tick = max(tick, message.send_at)
-        released = cleaner.push(message.type_id, message.timestamp, message.payload, message.send_at)
+        released = cleaner.push(MediaMessage.of(message.type_id, message.timestamp, message.payload), message.send_at)
         for queued in cleaner._queue:
             pending.setdefault(id(queued[3]), queued[2])
         for out in released:
@@ -171,19 +172,19 @@ def test_random_timestamps_come_out_monotonic_on_the_grid_and_in_sync(dirty_stre
     ts, now = 0, 0.0
     frames = iter(video[1:])
     sounds = iter(audio[1:])
-    out += cleaner.push(9, 0, video[0].payload, 0.0)
-    out += cleaner.push(8, 0, audio[0].payload, 0.0)
+    out += cleaner.push(MediaMessage.of(9, 0, video[0].payload), 0.0)
+    out += cleaner.push(MediaMessage.of(8, 0, audio[0].payload), 0.0)
     for delta, wait in steps:
         ts = max(0, ts + delta) % 2**32
         now += wait
         frame = next(frames, None)
         if frame is None:
             break
-        out += cleaner.push(9, ts, frame.payload, now)
+        out += cleaner.push(MediaMessage.of(9, ts, frame.payload), now)
         for _ in range(2):
             sound = next(sounds, None)
             if sound is not None:
-                out += cleaner.push(8, ts, sound.payload, now)
+                out += cleaner.push(MediaMessage.of(8, ts, sound.payload), now)
     out += cleaner.finish()
     vts = [m.timestamp for m in out if m.type_id == 9 and m.payload[1] == 1]
     ats = [m.timestamp for m in out if m.type_id == 8 and m.payload[1] == 1]
@@ -201,9 +202,9 @@ def test_malformed_media_is_counted_and_passed_on_untouched(dirty_stream_factory
     out = []
     garbage = b"\x27\x01\x00\x00\x00\x00\x00\x00\xff"  # an AVCC length that overruns the frame
     for i, message in enumerate(stream.messages):
-        out += cleaner.push(message.type_id, message.timestamp, message.payload, message.send_at)
+        out += cleaner.push(MediaMessage.of(message.type_id, message.timestamp, message.payload), message.send_at)
         if i == 40:
-            out += cleaner.push(9, message.timestamp, garbage, message.send_at)
+            out += cleaner.push(MediaMessage.of(9, message.timestamp, garbage), message.send_at)
     out += cleaner.finish()
     assert cleaner.counters.malformed == 1
     assert [m.payload for m in out].count(garbage) == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from rtmprelay.media.cleaner import CleanerConfig, StreamCleaner
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.testing.dirty import StreamMessage, encode_marked_flv, flv_bytes, sync_marks
 from rtmprelay.testing.flv import read_flv_tags
 from rtmprelay.testing.peers import PeerUnavailable
@@ -62,7 +63,7 @@ def through_cleaner(tags, *, audio_ts_scale=1.0, sample_clock=1.0, jitter_ms=0.0
     cleaner = StreamCleaner(CleanerConfig.from_profile("cloudflare"))
     out = []
     for arrival, _, type_id, ts, payload in events:
-        out += cleaner.push(type_id, ts, payload, arrival)
+        out += cleaner.push(MediaMessage.of(type_id, ts, payload), arrival)
     out += cleaner.finish()
     return cleaner, flv_bytes([StreamMessage(m.type_id, m.timestamp, m.payload) for m in out])
 

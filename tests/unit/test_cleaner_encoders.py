@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rtmprelay.media.cleaner import START_HOLD_S, CleanerConfig, StreamCleaner
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.testing.dirty import ENCODERS, encode_flv
 from rtmprelay.testing.flv import read_flv_tags
 from rtmprelay.testing.peers import PeerUnavailable
@@ -69,7 +70,7 @@ def clean(tags, video_phase_ms=0.0, jitter_ms=0.0, seed=0, config=CLOUDFLARE):
     out = []
     now = 0.0
     for now, tag in arrivals(tags, video_phase_ms, jitter_ms, seed):
-        out.extend(cleaner.push(tag.tag_type, tag.timestamp, tag.payload, now))
+        out.extend(cleaner.push(MediaMessage.of(tag.tag_type, tag.timestamp, tag.payload), now))
     out.extend(cleaner.poll(now + 5))
     out.extend(cleaner.finish())
     return cleaner, [(m.type_id, m.timestamp, m.payload) for m in out]
@@ -165,7 +166,7 @@ def test_messages_in_timestamp_order_leave_at_once(encoded, encoder, most_s, med
     for tag in tags:
         now = tag.timestamp / 1000
         arrived[id(tag.payload)] = now
-        for message in cleaner.push(tag.tag_type, tag.timestamp, tag.payload, now):
+        for message in cleaner.push(MediaMessage.of(tag.tag_type, tag.timestamp, tag.payload), now):
             if id(message.payload) in arrived:
                 holds.append((now - arrived.pop(id(message.payload)), message.type_id, message.timestamp))
     # at the start a track waits up to START_HOLD_S for the other's first frame; after the
@@ -184,7 +185,7 @@ def test_the_first_audio_leaves_before_any_video_comes(encoded):
     released = {}
     for tag in tags:
         now = tag.timestamp / 1000
-        for message in cleaner.push(8, tag.timestamp, tag.payload, now):
+        for message in cleaner.push(MediaMessage.of(8, tag.timestamp, tag.payload), now):
             released.setdefault(message.timestamp, now)
     first = min(released)
     assert released[first] - first / 1000 < 0.05

@@ -15,6 +15,7 @@ from rtmprelay.media.cleaner import (
     StreamCleaner,
     silent_audio_payloads,
 )
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.testing.validate import validate
 from tests.unit.test_cleaner_encoders import CLOUDFLARE, encoded  # noqa: F401 - the session fixture
 
@@ -26,7 +27,7 @@ def run(cleaner, messages):
     """Push (type, ts, payload, now) tuples; the output and the most any one push returned."""
     out, most = [], 0
     for type_id, ts, payload, now in messages:
-        got = cleaner.push(type_id, ts, payload, now)
+        got = cleaner.push(MediaMessage.of(type_id, ts, payload), now)
         most = max(most, len(got))
         out.extend(got)
     out.extend(cleaner.finish())
@@ -148,7 +149,7 @@ def _bitrate_verdict(mbit_s: float, first_second_mbit_s: float):
     cleaner = StreamCleaner(CLOUDFLARE)
     for n in range(14 * 50):
         rate = first_second_mbit_s if n < 50 else mbit_s
-        cleaner.push(8, n * 20, b"\x2f" + bytes(int(rate * 1e6 / 8 / 50) - 1), n * 0.02)
+        cleaner.push(MediaMessage.of(8, n * 20, b"\x2f" + bytes(int(rate * 1e6 / 8 / 50) - 1)), n * 0.02)
     return {v.rule: v for v in cleaner.verdicts()}.get("bitrate")
 
 

@@ -17,6 +17,7 @@ from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 
 from rtmprelay.errors import ConfigError
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.names import StreamName
 from rtmprelay.relay.client import UpstreamConfig, UpstreamForwarder
 from rtmprelay.relay.forward import Forwarding, ForwardTemplate, ForwardTemplates, UpstreamGrant, UrlTemplate
@@ -207,8 +208,8 @@ def forwarder_for(url=URL, queue_bytes=8 * 1024 * 1024, timeout=10.0, stream=Non
 
 def publish_gop(stream, start_ms=0, frames=10, key_every=10):
     for i in range(frames):
-        stream.publish_media(9, start_ms + i * 40, KEY if i % key_every == 0 else INTER)
-        stream.publish_media(8, start_ms + i * 40 + 5, AUDIO)
+        stream.publish_media(MediaMessage.of(9, start_ms + i * 40, KEY if i % key_every == 0 else INTER))
+        stream.publish_media(MediaMessage.of(8, start_ms + i * 40 + 5, AUDIO))
 
 
 # -- ordering and bounds ---------------------------------------------------------------------
@@ -217,12 +218,12 @@ def publish_gop(stream, start_ms=0, frames=10, key_every=10):
 def test_headers_and_metadata_go_first_then_the_queue_in_order():
     clock, upstream, stream, forwarder = forwarder_for()
     stream.publish_metadata({"width": 1.0})
-    stream.publish_media(9, 0, AVC_HEADER)
-    stream.publish_media(8, 0, AAC_HEADER)
-    stream.publish_media(9, 0, KEY)
-    stream.publish_media(9, 33, INTER)
+    stream.publish_media(MediaMessage.of(9, 0, AVC_HEADER))
+    stream.publish_media(MediaMessage.of(8, 0, AAC_HEADER))
+    stream.publish_media(MediaMessage.of(9, 0, KEY))
+    stream.publish_media(MediaMessage.of(9, 33, INTER))
     attempt = upstream.last.publish()
-    stream.publish_media(9, 66, INTER)
+    stream.publish_media(MediaMessage.of(9, 66, INTER))
     assert attempt.metadata() == [{"width": 1.0}]
     assert attempt.media() == [(9, 0, AVC_HEADER), (8, 0, AAC_HEADER), (9, 0, KEY), (9, 33, INTER), (9, 66, INTER)]
     assert forwarder.dropped == 0 and forwarder.state is UpstreamState.LIVE
@@ -232,9 +233,9 @@ def test_headers_and_metadata_go_first_then_the_queue_in_order():
 
 def test_queue_before_the_upstream_accepts_is_bounded_and_keeps_a_whole_gop():
     clock, upstream, stream, forwarder = forwarder_for(queue_bytes=12_000)
-    stream.publish_media(9, 0, AVC_HEADER)
+    stream.publish_media(MediaMessage.of(9, 0, AVC_HEADER))
     for i in range(25):
-        stream.publish_media(9, i * 33, KEY if i % 10 == 0 else INTER)
+        stream.publish_media(MediaMessage.of(9, i * 33, KEY if i % 10 == 0 else INTER))
     assert forwarder._queued_bytes <= 12_000
     media = upstream.last.publish().media()
     assert media[0] == (9, 20 * 33, AVC_HEADER)  # at the time the publish starts from
@@ -246,13 +247,13 @@ def test_queue_before_the_upstream_accepts_is_bounded_and_keeps_a_whole_gop():
 def test_a_gop_larger_than_the_queue_waits_for_the_next_keyframe():
     clock, upstream, stream, forwarder = forwarder_for(queue_bytes=3_000)
     for i in range(25):
-        stream.publish_media(9, i * 33, KEY if i % 10 == 0 else INTER)
+        stream.publish_media(MediaMessage.of(9, i * 33, KEY if i % 10 == 0 else INTER))
     assert forwarder._queued_bytes <= 3_000
     attempt = upstream.last.publish()
     assert attempt.media() == []
     assert forwarder.dropped == 25
-    stream.publish_media(9, 25 * 33, INTER)  # still waiting for a keyframe
-    stream.publish_media(9, 26 * 33, KEY)
+    stream.publish_media(MediaMessage.of(9, 25 * 33, INTER))  # still waiting for a keyframe
+    stream.publish_media(MediaMessage.of(9, 26 * 33, KEY))
     assert attempt.media() == [(9, 26 * 33, KEY)]
 
 
@@ -263,14 +264,15 @@ def test_a_full_upstream_never_pauses_the_publisher_and_writes_stay_bounded():
     attempt.protocol.pauseProducing()  # what the upstream transport does when its buffer fills
     assert stream.publisher.paused == 0
     for i in range(20):
-        stream.publish_media(9, i * 33, KEY if i == 15 else INTER)
-    # 5 frames of 1 KB fit the bound; the rest is skipped up to the keyframe, which
-    # goes out, and (still paused, still over the bound) skipping starts again after it.
-    assert forwarder.dropped == (15 - 5) + (20 - 16)
+        stream.publish_media(MediaMessage.of(9, i * 33, KEY if i == 15 else INTER))
+    # 5 frames of 1 KB fit the bound; the rest is skipped, the keyframe too: the
+    # socket is still paused and over the bound (what is queued stays bounded).
+    assert forwarder.dropped == 20 - 5
     attempt.protocol.resumeProducing()
-    stream.publish_media(9, 20 * 33, INTER)
-    assert forwarder.dropped == 14 + 1  # no keyframe yet: the skip goes on after resuming
-    assert [p for _, _, p in attempt.media()] == [INTER] * 5 + [KEY]
+    stream.publish_media(MediaMessage.of(9, 20 * 33, INTER))
+    assert forwarder.dropped == 15 + 1  # no keyframe yet: the skip goes on after resuming
+    stream.publish_media(MediaMessage.of(9, 21 * 33, KEY))
+    assert [p for _, _, p in attempt.media()] == [INTER] * 5 + [KEY]  # the first keyframe after it ends the skip
     assert stream.publisher.paused == 0
 
 
@@ -290,28 +292,14 @@ def test_stop_unpublishes_upstream_with_fcunpublish_and_deletestream():
     assert len(upstream.attempts) == 1  # a stopped forwarder never reconnects
 
 
-def test_keyframe_gate_used_by_players_and_upstreams():
-    from rtmprelay.relay.transport import KeyframeGate
-
-    gate = KeyframeGate(limit=2_000)
-    assert all(gate.admit(9, INTER) for _ in range(10))  # not paused: no bound
-    gate.pause()
-    admitted = [gate.admit(9, INTER) for _ in range(5)]
-    assert admitted == [True, True, False, False, False]  # 2,010 bytes written > 2,000: skip
-    assert gate.admit(9, AVC_HEADER) and gate.admit(8, AAC_HEADER)  # headers always pass
-    assert gate.admit(9, KEY)  # the keyframe ends the skip
-    gate.resume()
-    assert gate.admit(9, INTER) and gate.dropped == 3
-
-
 # -- reconnection -----------------------------------------------------------------------------
 
 
 def test_a_lost_upstream_is_reconnected_at_once_and_resumes_at_the_last_keyframe_with_the_timeline_going_on():
     clock, upstream, stream, forwarder = forwarder_for()
     stream.publish_metadata({"framerate": 25.0})
-    stream.publish_media(9, 0, AVC_HEADER)
-    stream.publish_media(8, 0, AAC_HEADER)
+    stream.publish_media(MediaMessage.of(9, 0, AVC_HEADER))
+    stream.publish_media(MediaMessage.of(8, 0, AAC_HEADER))
     first = upstream.last.publish()
     publish_gop(stream, 0, frames=10)
     publish_gop(stream, 400, frames=6)  # a second GOP: keyframe at 400 ms
@@ -329,7 +317,7 @@ def test_a_lost_upstream_is_reconnected_at_once_and_resumes_at_the_last_keyframe
     timestamps = [ts for type_id, ts, _ in media[2:] if type_id == 9]
     assert timestamps == [400 + 40 * i for i in range(6)] + [640, 680, 720]
     assert forwarder.state is UpstreamState.LIVE and forwarder.attempts == 2
-    stream.publish_media(9, 760, INTER)
+    stream.publish_media(MediaMessage.of(9, 760, INTER))
     assert second.media()[-1] == (9, 760, INTER)
 
 
@@ -517,7 +505,7 @@ def test_one_failing_destination_never_affects_the_others_or_the_ingest():
     good.publish()
     bad.open()
     bad.protocol.pauseProducing()  # the bad one: connected, full, never answers
-    stream.publish_media(9, 0, AVC_HEADER)
+    stream.publish_media(MediaMessage.of(9, 0, AVC_HEADER))
     for second in range(30):
         publish_gop(stream, second * 400, frames=10)
         clock.advance(0.4)
@@ -540,11 +528,14 @@ def test_one_failing_destination_never_affects_the_others_or_the_ingest():
 
 def test_keyframe_spacing_relabels_keyframes_closer_than_the_destination_wants():
     spacing = KeyframeSpacing(2.0)
-    labels = [spacing.label(ts, KEY)[0] >> 4 for ts in (0, 1000, 1999, 2500, 4000)]
-    assert labels == [1, 2, 1, 2, 1]  # 1999 ms is 2 s on a 30 fps grid
-    assert spacing.label(4100, INTER) is INTER and spacing.relabelled == 2
+    labelled = [spacing.label(MediaMessage.of(9, ts, KEY)) for ts in (0, 1000, 1999, 2500, 4000)]
+    assert [m.payload[0] >> 4 for m in labelled] == [1, 2, 1, 2, 1]  # 1999 ms is 2 s on a 30 fps grid
+    assert [m.keyframe for m in labelled] == [True, False, True, False, True]  # classified again when changed
+    inter = MediaMessage.of(9, 4100, INTER)
+    assert spacing.label(inter) is inter and spacing.relabelled == 2
     spacing.reset()
-    assert spacing.label(4100, KEY) is KEY  # a new publish starts with a keyframe
+    key = MediaMessage.of(9, 4100, KEY)
+    assert spacing.label(key) is key  # a new publish starts with a keyframe
 
 
 def test_a_stricter_destination_profile_spaces_its_keyframes_and_no_other():

@@ -11,6 +11,7 @@ from twisted.internet.task import Clock
 
 from rtmprelay.hls.output import HlsOutput, HlsSettings
 from rtmprelay.hls.transcode import TranscodeSettings
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.relay.registry import StreamRegistry
 from rtmprelay.testing.flv import read_flv_tags
 from rtmprelay.testing.publishers import make_test_flv
@@ -59,7 +60,7 @@ def tags(tmp_path_factory):
 def publish(registry, clock, tags, path="live/u1/s1"):
     stream = registry.start(path, Publisher())
     for tag in tags:
-        stream.publish_media(tag.tag_type, tag.timestamp, tag.payload)
+        stream.publish_media(MediaMessage.of(tag.tag_type, tag.timestamp, tag.payload))
     registry.stop(stream)
 
 
@@ -125,7 +126,7 @@ def test_stop_service_ends_live_playlists(tmp_path, tags):
     registry.add_listener(output)
     stream = registry.start("live/u1/live", Publisher())
     for tag in tags:
-        stream.publish_media(tag.tag_type, tag.timestamp, tag.payload)
+        stream.publish_media(MediaMessage.of(tag.tag_type, tag.timestamp, tag.payload))
     output.startService()
     output.stopService()  # the daemon stops while the stream is live
     playlist = tmp_path / "u1" / "live" / "index.m3u8"
@@ -183,8 +184,8 @@ def test_an_unwritable_hls_folder_costs_the_stream_its_hls_only(tmp_path, tags):
         def on_metadata(self, metadata):
             pass
 
-        def on_media(self, type_id, timestamp, payload):
-            received.append(type_id)
+        def on_media(self, message):
+            received.append(message.type_id)
 
         def on_stream_end(self):
             pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.relay.registry import LiveStream
 from tests.unit.test_server_protocol import AAC_HEADER as AUDIO_HEADER
 from tests.unit.test_server_protocol import AUDIO
@@ -18,8 +19,8 @@ class Recorder:
     def on_metadata(self, metadata):
         pass
 
-    def on_media(self, type_id, timestamp, payload):
-        self.media.append((type_id, timestamp, payload))
+    def on_media(self, message):
+        self.media.append((message.type_id, message.timestamp, message.payload))
 
     def on_stream_end(self):
         self.ended = True
@@ -37,16 +38,16 @@ def publish(stream, first, last):
     """Frames ``first`` to ``last - 1`` at 30 fps, a keyframe every 60; audio with each."""
     for n in range(first, last):
         ts = n * 100 // 3
-        stream.publish_media(9, ts, KEY if n % 60 == 0 else INTER)
-        stream.publish_media(8, ts, AUDIO)
+        stream.publish_media(MediaMessage.of(9, ts, KEY if n % 60 == 0 else INTER))
+        stream.publish_media(MediaMessage.of(8, ts, AUDIO))
 
 
 def test_a_late_player_starts_at_zero_where_its_first_frame_starts():
     stream = LiveStream("live/s", Publisher())
     early = Recorder()
     stream.attach(early)
-    stream.publish_media(9, 0, VIDEO_HEADER)
-    stream.publish_media(8, 0, AUDIO_HEADER)
+    stream.publish_media(MediaMessage.of(9, 0, VIDEO_HEADER))
+    stream.publish_media(MediaMessage.of(8, 0, AUDIO_HEADER))
     publish(stream, 0, 78)  # keyframes at frames 0 and 60 (2000 ms)
     late = Recorder()
     stream.attach(late)

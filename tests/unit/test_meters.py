@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.relay.meters import FrameRate, KeyframeIntervals
 from rtmprelay.relay.registry import StreamRegistry
 from tests.unit.test_hls_output import Publisher
@@ -37,15 +38,15 @@ def test_frame_rate_over_the_window_and_after_a_restart():
     assert rate.fps == pytest.approx(30, rel=0.02)
 
 
-def video(timestamp: int, key: bool) -> tuple:
-    return (9, timestamp, bytes([0x17 if key else 0x27, 1, 0, 0, 0]) + bytes(8))
+def video(timestamp: int, key: bool) -> MediaMessage:
+    return MediaMessage.of(9, timestamp, bytes([0x17 if key else 0x27, 1, 0, 0, 0]) + bytes(8))
 
 
 def test_a_live_stream_measures_keyframes_before_and_after_delivery_and_its_output_rate():
     stream = StreamRegistry().start("live/u1/s1", Publisher())
-    stream.publish_media(9, 0, bytes([0x17, 0, 0, 0, 0]) + bytes(8))  # sequence header: no frame, no keyframe
+    stream.publish_media(MediaMessage.of(9, 0, bytes([0x17, 0, 0, 0, 0]) + bytes(8)))  # sequence header: no frame, no keyframe
     for frame in range(91):  # 3 s at 30 fps, a keyframe every second
-        stream.publish_media(*video(round(frame * 1000 / 30), frame % 30 == 0))
+        stream.publish_media(video(round(frame * 1000 / 30), frame % 30 == 0))
     for side in (stream.input_keyframes, stream.output_keyframes):
         assert side.count == 3 and side.sum_s == pytest.approx(3.0)
     assert stream.output_frame_rate.fps == pytest.approx(30, rel=0.01)

@@ -14,6 +14,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 from rtmprelay.hls.output import HlsOutput, HlsSettings
 from rtmprelay.media.cleaner import CleanerConfig
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.relay.client import UpstreamForwarder
 from rtmprelay.relay.registry import StreamRegistry
 from rtmprelay.relay.server import RTMPServerFactory, ServerConfig
@@ -61,7 +62,7 @@ def long_glasses_tags(tmp_path_factory):
 
 def publish(stream, tags) -> None:
     for tag in tags:
-        stream.publish_media(tag.tag_type, tag.timestamp, tag.payload, tag.timestamp / 1000)
+        stream.publish_media(MediaMessage.of(tag.tag_type, tag.timestamp, tag.payload), tag.timestamp / 1000)
     stream.poll(tags[-1].timestamp / 1000 + 1)
 
 
@@ -105,7 +106,7 @@ def test_names_follow_prometheus_conventions_and_every_family_is_declared():
     collector = RelayCollector(registry, clock=Clock())
     stream = registry.start("live/u1/s1", Publisher())
     for frame in range(40):
-        stream.publish_media(9, frame * 33, bytes([0x17 if frame % 10 == 0 else 0x27, 1, 0, 0, 0]) + bytes(20), frame * 0.033)
+        stream.publish_media(MediaMessage.of(9, frame * 33, bytes([0x17 if frame % 10 == 0 else 0x27, 1, 0, 0, 0]) + bytes(20)), frame * 0.033)
     scrape = Scrape(collector)
     for family in scrape.families.values():
         assert re.fullmatch(r"(rtmprelay|process)_[a-z_]+", family.name), family.name
@@ -124,7 +125,7 @@ def test_a_stream_that_ended_is_scraped_again_then_forgotten():
     collector = RelayCollector(registry, clock=clock)
     stream = registry.start("live/u1/s1", Publisher())
     for frame in range(30):
-        stream.publish_media(9, frame * 33, bytes([0x17 if frame % 10 == 0 else 0x27, 1, 0, 0, 0]) + bytes(20), frame * 0.033)
+        stream.publish_media(MediaMessage.of(9, frame * 33, bytes([0x17 if frame % 10 == 0 else 0x27, 1, 0, 0, 0]) + bytes(20)), frame * 0.033)
     registry.stop(stream)
 
     clock.advance(RETENTION_S - 1)

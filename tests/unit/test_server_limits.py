@@ -13,6 +13,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs
 
 from rtmprelay.media.cleaner import CleanerConfig
+from rtmprelay.testing.sinks import RecordingSink
 from rtmprelay.relay.limits import ServerLimits, Throttle
 from rtmprelay.relay.registry import StreamRegistry
 from rtmprelay.relay.server import SWEEP_INTERVAL, RTMPServerFactory, ServerConfig
@@ -242,27 +243,11 @@ class ExplodingSink:
     def on_metadata(self, metadata):
         raise RuntimeError("boom")
 
-    def on_media(self, type_id, timestamp, payload):
+    def on_media(self, message):
         raise RuntimeError("boom")
 
     def on_stream_end(self):
         raise RuntimeError("boom")
-
-
-class RecordingSink:
-    def __init__(self):
-        self.media = []
-        self.metadata = []
-        self.ended = False
-
-    def on_metadata(self, metadata):
-        self.metadata.append(metadata)
-
-    def on_media(self, type_id, timestamp, payload):
-        self.media.append((type_id, timestamp, payload))
-
-    def on_stream_end(self):
-        self.ended = True
 
 
 def test_a_sink_that_raises_harms_neither_the_connection_nor_the_other_sinks(factory, registry):
@@ -300,7 +285,7 @@ def test_a_cleaner_that_raises_passes_the_message_through(clock):
     peer.session.send_media(m.MessageType.AUDIO, 0, AUDIO)
     peer.pump()
     assert not peer.closed
-    assert sink.media == [(8, 0, AUDIO)]
+    assert sink.tuples() == [(8, 0, AUDIO)]
     assert stream.faults == {"cleaner.push": 1}
 
 

@@ -200,8 +200,8 @@ class Recorder:
     def on_metadata(self, metadata):
         self.items.append(("meta", metadata))
 
-    def on_media(self, type_id, timestamp, payload):
-        self.items.append((type_id, timestamp, payload))
+    def on_media(self, message):
+        self.items.append((message.type_id, message.timestamp, message.payload))
 
     def on_stream_end(self):
         self.items.append(("end",))

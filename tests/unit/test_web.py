@@ -12,6 +12,7 @@ from twisted.internet import defer, protocol, reactor
 from twisted.internet.task import Clock
 
 from rtmprelay.media.cleaner import CleanerConfig
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.relay.registry import StreamRegistry
 from rtmprelay.web import make_site
 
@@ -211,10 +212,10 @@ def test_health(server, clock):
 
 def publish(stream) -> None:
     stream.publish_metadata({"width": 320.0, "framerate": 30.0, "encoder": b"\xffraw", "odd": float("nan"), "list": (1, None)})
-    stream.publish_media(9, 0, bytes([0x17, 0, 0, 0, 0]) + b"not an AVC config", 0.0)
+    stream.publish_media(MediaMessage.of(9, 0, bytes([0x17, 0, 0, 0, 0]) + b"not an AVC config"), 0.0)
     for i in range(10):
-        stream.publish_media(9, i * 33, bytes([0x17 if i % 5 == 0 else 0x27, 1, 0, 0, 0]) + bytes(20), i * 0.033)
-        stream.publish_media(8, i * 23, bytes([0xAF, 1]) + bytes(10), i * 0.023)
+        stream.publish_media(MediaMessage.of(9, i * 33, bytes([0x17 if i % 5 == 0 else 0x27, 1, 0, 0, 0]) + bytes(20)), i * 0.033)
+        stream.publish_media(MediaMessage.of(8, i * 23, bytes([0xAF, 1]) + bytes(10)), i * 0.023)
     stream.poll(5.0)
 
 

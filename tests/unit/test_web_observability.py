@@ -14,6 +14,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 
 from rtmprelay.media.cleaner import CleanerConfig
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.relay.client import UpstreamForwarder
 from rtmprelay.relay.lag import ReactorLagMonitor
 from rtmprelay.relay.registry import StreamRegistry
@@ -39,7 +40,7 @@ def site(tmp_path):
 
 def publish_some_video(stream) -> None:
     for frame in range(40):
-        stream.publish_media(9, frame * 33, bytes([0x17 if frame % 10 == 0 else 0x27, 1, 0, 0, 0]) + bytes(20), frame * 0.033)
+        stream.publish_media(MediaMessage.of(9, frame * 33, bytes([0x17 if frame % 10 == 0 else 0x27, 1, 0, 0, 0]) + bytes(20)), frame * 0.033)
 
 
 @pytest_twisted.inlineCallbacks
