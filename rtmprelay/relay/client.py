@@ -547,11 +547,8 @@ class UpstreamForwarder:
     # -- bounds -------------------------------------------------------------------------
 
     def _enqueue(self, message: MediaMessage) -> None:
-        if self._gate.skipping:
-            if not message.keyframe:
-                self._queue_dropped += 1
-                return
-            self._gate.skipping = False
+        if not self._gate.admit(message):  # after a whole queue was dropped: from the next keyframe on
+            return
         self._queue.append(message)
         self._queued_bytes += len(message.payload)
         if self._queued_bytes > self.config.queue_bytes:
