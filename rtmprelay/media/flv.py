@@ -42,9 +42,6 @@ __all__ = [
     "VIDEO",
     "classify_audio",
     "classify_video",
-    "is_audio_sequence_header",
-    "is_keyframe",
-    "is_video_sequence_header",
 ]
 
 #: FLV tag types, which are also the RTMP message types of audio and video.
@@ -161,18 +158,3 @@ def classify_audio(payload: bytes) -> tuple[bool, bool, bool, int | bytes | None
         return NOTHING
     return (False, False, False, sound_format)
 
-
-# Single questions, for code that has only a payload (the FLV file readers in testing/).
-
-
-def is_video_sequence_header(payload: bytes) -> bool:
-    return classify_video(payload)[1]
-
-
-def is_keyframe(payload: bytes) -> bool:
-    """A keyframe that is a picture (not a sequence header or command frame)."""
-    return classify_video(payload)[0]
-
-
-def is_audio_sequence_header(payload: bytes) -> bool:
-    return classify_audio(payload)[1]

@@ -140,8 +140,8 @@ def test_an_outage_is_filled_and_the_publisher_back_is_spliced_in_one_timeline(c
     assert max(steps(audio)) <= 2 * 1024 * 1000 / 44100 + 1
     assert video[-1].timestamp > last_video + 2000 + 1900
     # the second publish starts at its keyframe, which went where the next filler frame would have
-    joined = next(m for m in video if m.timestamp > last_video + 2000 and media_flv.is_keyframe(m.payload))
-    assert joined.payload == next(t.payload for t in clip if media_flv.is_keyframe(t.payload))
+    joined = next(m for m in video if m.timestamp > last_video + 2000 and m.keyframe)
+    assert joined.payload == next(t.payload for t in clip if media_flv.classify_video(t.payload)[0])
     decodes_cleanly(recorder, tmp_path)
     text = " ".join(e["log_format"] for e in events)
     assert "bridged for up to" in text and "joined on at its first keyframe" in text
@@ -312,7 +312,7 @@ def test_the_filler_follows_the_wall_clock_from_the_last_arrival(clip):
     assert sum(m.type_id == media_flv.AUDIO for m in out) == 1000 * 44100 // 1024 // 1000
     assert bridge.fill(101.0) == []
     splice = Splice(bridge, video_header, audio_header)
-    key = next(t for t in clip if media_flv.is_keyframe(t.payload))
+    key = next(t for t in clip if media_flv.classify_video(t.payload)[0])
     assert splice.take(MediaMessage.of(media_flv.VIDEO, 400, b"\x27\x01\x00\x00\x00")) == []  # before the keyframe
     joined = splice.take(MediaMessage.of(media_flv.VIDEO, 440, key.payload))
     assert [m.timestamp for m in joined] == [bridge.next_video_ms] and splice.done

@@ -343,7 +343,7 @@ def test_every_tag_of_a_real_flv() -> None:
     for kind, payload in tags:
         if kind == 9:
             assert encode_video_tag(parse_video_tag(payload)) == payload
-            assert flv.is_keyframe(payload) == parse_video_tag(payload).is_keyframe
+            assert flv.classify_video(payload)[0] == parse_video_tag(payload).is_keyframe
         elif kind == 8:
             assert encode_audio_tag(parse_audio_tag(payload)) == payload
 
@@ -376,8 +376,7 @@ def test_enhanced_round_trip(frame_type: int, ex: int, data: bytes, ct: int, fou
     assert (tag.frame_type, tag.codec, tag.packet_type, tag.ex_packet_type) == (frame_type, fourcc, packet_type, ex)
     assert (tag.composition_time, tag.data, tag.enhanced) == (ct, data, True)
     assert encode_video_tag(tag) == payload
-    assert flv.is_keyframe(payload) == tag.is_keyframe
-    assert flv.is_video_sequence_header(payload) == tag.is_sequence_header
+    assert flv.classify_video(payload)[:2] == (tag.is_keyframe, tag.is_sequence_header)
 
 
 @given(st.integers(0, 15).filter(lambda f: f not in (9, 12, 13)), st.integers(0, 15), st.integers(0, 1), st.binary(max_size=32))
@@ -390,7 +389,7 @@ def test_audio_round_trip(sound_format: int, low: int, aac_type: int, data: byte
     )
     assert tag.aac_packet_type == (aac_type if sound_format == 10 else None)
     assert encode_audio_tag(tag) == payload
-    assert flv.is_audio_sequence_header(payload) == tag.is_sequence_header
+    assert flv.classify_audio(payload)[1] == tag.is_sequence_header
     if sound_format == 10:
         assert build_aac_tag(aac_type, tag.data, header_byte=first) == payload
 
