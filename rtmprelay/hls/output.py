@@ -38,6 +38,7 @@ from rtmprelay.hls.playlist import Position
 from rtmprelay.hls.segmenter import FlvSegmenter, Segmenter, SegmentSettings
 from rtmprelay.hls.encoding import TranscodeSettings
 from rtmprelay.hls.worker import DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_FRAMES, StreamWorker
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.names import StreamName, path_below
 
 __all__ = ["HLS_MODES", "HlsOutput", "HlsSettings"]
@@ -145,7 +146,7 @@ class _PathOutput:
     def on_metadata(self, metadata: dict) -> None:
         pass
 
-    def on_media(self, message) -> None:
+    def on_media(self, message: MediaMessage) -> None:
         self.worker.push(message)
 
     def on_stream_end(self) -> None:
