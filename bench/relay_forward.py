@@ -133,7 +133,7 @@ def run_path(path: str, n: int, args, flv: Path, workdir: Path, tag: str) -> dic
             # per stream that the figures then included).
             cleaning = ["--profile", "cloudflare"] if path == "rtmprelay-clean" else ["--no-clean"]
             relay = RelayProcess(
-                [*cleaning, "--forward", f"rtmp://127.0.0.1:{sink.port}/live/{{path}}"],
+                [*cleaning, "--forward", f"rtmp://127.0.0.1:{sink.port}/live/{{path}}", *args.relay_arg],
                 lifetime=lifetime,
                 log_dir=workdir / "relay",
             )
@@ -425,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
         help="run rtmprelay under cProfile (relay.prof in each run's folder); its CPU figures are then inflated",
     )
     parser.add_argument("--keep-raw", action="store_true", help="keep every message's latency in the results folder")
+    parser.add_argument(
+        "--relay-arg", action="append", default=[], metavar="ARG",
+        help="one more rtmprelay option for both rtmprelay paths, repeatable (e.g. --relay-arg=--gop-cache-bytes=0)",
+    )
     args = parser.parse_args(argv)
     counts = [int(x) for x in args.streams.split(",") if x]
     paths = [p for p in args.paths.split(",") if p]
@@ -437,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     flv = make_input()
     version = source_version()
     print(f"rtmprelay: {version}")
+    if args.relay_arg:
+        print(f"rtmprelay options added: {' '.join(args.relay_arg)}")
     print(f"machine: {machine()}")
     print(f"input: {flv}; results and logs: {out}", flush=True)
     tables: dict[int, dict[str, dict]] = {}

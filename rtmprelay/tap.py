@@ -159,7 +159,8 @@ class Options(usage.Options):
         ["http-max-body", None, _HTTP_LIMITS.max_body_bytes, "Largest HTTP request body, in bytes.", _non_negative_int],
         ["http-max-connections", None, _HTTP_LIMITS.max_connections, "HTTP connections open at once.", _positive_int],
         ["gop-cache-bytes", None, DEFAULT_GOP_CACHE_BYTES,
-         "Bound on the frames kept since the last keyframe for players that join late.", _positive_int],
+         "Bound on the frames kept since the last keyframe for players that join late "
+         "(0: none kept; a late player waits for the next keyframe, as with nginx-rtmp).", _non_negative_int],
         ["profile", None, None,
          f"Destination profile the streams are cleaned for: {', '.join(sorted(PROFILES))}. "
          "Default: cloudflare when forwarding, generic otherwise."],

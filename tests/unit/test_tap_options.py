@@ -174,3 +174,10 @@ def test_bridging_is_on_for_forwarded_streams_only(tmp_path, monkeypatch):
     assert not ending.registry.bridge_unpublished
     with pytest.raises(usage.UsageError):
         parse("--forward", "rtmp://up/live/{path}", "--bridge-grace", "-1")
+
+
+def test_the_gop_cache_can_be_turned_off_for_a_forwarding_only_relay():
+    """0 keeps no frames for late players (nginx-rtmp's way); a negative bound is a usage error."""
+    assert parse("--gop-cache-bytes", "0")["gop-cache-bytes"] == 0
+    with pytest.raises(usage.UsageError):
+        parse("--gop-cache-bytes", "-1")
