@@ -133,7 +133,13 @@ class Connection:
             if not data:
                 return events
         amf = self.config.amf
+        media = m.MEDIA_BODIES
         for raw in self._reader.feed(data):
+            body_type = media.get(raw.type_id)
+            if body_type is not None:
+                # Audio and video, nearly every message: no decoding, no protocol control.
+                events.append(MessageReceived(body_type(raw.payload), raw.timestamp, raw.stream_id, raw.chunk_stream_id))
+                continue
             try:
                 body = m.decode_body(raw.type_id, raw.payload, amf)
             except MessageError as error:

@@ -25,6 +25,7 @@ from rtmprelay.rtmp.chunks import Message
 
 __all__ = [
     "DATA_TYPES",
+    "MEDIA_BODIES",
     "DEFAULT_AMF_LIMITS",
     "Abort",
     "AmfLimits",
@@ -483,6 +484,10 @@ _DECODERS: dict[int, _Decoder] = {
     MessageType.VIDEO: lambda payload: Video(bytes(payload)),
     MessageType.AGGREGATE: lambda payload: Aggregate(bytes(payload)),
 }
+
+#: Audio and video: the payload as it is, in the body of its type (what ``decode_body`` gives,
+#: for a caller on the per-message path that wants no decoding call).
+MEDIA_BODIES: dict[int, type] = {MessageType.AUDIO: Audio, MessageType.VIDEO: Video}
 
 #: Messages of AMF values: what decoding them may cost is bounded (``AmfLimits``).
 _AMF_DECODERS: dict[int, Callable[[bytes, AmfLimits], Body]] = {
