@@ -11,7 +11,8 @@ on ffmpeg's chunk streams), then fed to each layer one message per call
 ``--read-size`` pieces:
 
     reader      ChunkReader.feed                                     (chunks -> chunks.Message)
-    connection  Connection.receive_data after the handshake          (-> MessageReceived)
+    connection  the session's Connection.receive_data after the handshake
+                (-> MessageReceived; since the connection makes the media value, -> MediaReceived)
     session     ServerSession.receive_data on a publishing stream    (-> MediaReceived)
 
 Prints microseconds per message, the median of ``--repeats`` runs, each run a

@@ -14,6 +14,7 @@ import enum
 import attrs
 
 from rtmprelay.errors import ChunkStreamError, MessageError
+from rtmprelay.media.message import MediaMessage
 from rtmprelay.rtmp import messages as m
 from rtmprelay.rtmp.chunks import (
     DEFAULT_MAX_CHUNK_STREAMS,
@@ -53,6 +54,30 @@ class MessageReceived:
 
 
 @attrs.frozen
+class MediaReceived:
+    """Audio (type 8) or video (type 9) on message stream ``stream_id``: ``message`` is the
+    media value every sink gets, made and classified here once (``media.message``), where
+    the chunk reader completes the message. A connection made with ``media_values`` gives
+    these instead of ``MessageReceived``; the server session passes them on for a
+    publishing stream only."""
+
+    stream_id: int
+    message: MediaMessage
+
+    @property
+    def type_id(self) -> int:
+        return self.message.type_id
+
+    @property
+    def timestamp(self) -> int:
+        return self.message.timestamp
+
+    @property
+    def payload(self) -> bytes:
+        return self.message.payload
+
+
+@attrs.frozen
 class MessageDropped:
     """A data message (onMetaData, onTextData, ...) that could not be read or was over its
     bounds: dropped, the connection goes on. ``reason`` names what and where."""
@@ -86,9 +111,11 @@ class ConnectionConfig:
 class Connection:
     """Handshake, then chunks; ``receive_data`` returns events, ``data_to_send`` bytes."""
 
-    def __init__(self, role: Role, config: ConnectionConfig = ConnectionConfig()) -> None:
+    def __init__(self, role: Role, config: ConnectionConfig = ConnectionConfig(), *, media_values: bool = False) -> None:
         self.role = role
         self.config = config
+        #: Audio and video as ``MediaReceived`` (the media value) rather than ``MessageReceived``.
+        self.media_values = media_values
         self._handshake = (
             ServerHandshake() if role is Role.SERVER else ClientHandshake(scheme=config.handshake_scheme)
         )
@@ -134,11 +161,16 @@ class Connection:
                 return events
         amf = self.config.amf
         media = m.MEDIA_BODIES
+        values = self.media_values
         for raw in self._reader.feed(data):
-            body_type = media.get(raw.type_id)
+            type_id = raw.type_id
+            body_type = media.get(type_id)
             if body_type is not None:
                 # Audio and video, nearly every message: no decoding, no protocol control.
-                events.append(MessageReceived(body_type(raw.payload), raw.timestamp, raw.stream_id, raw.chunk_stream_id))
+                if values:
+                    events.append(MediaReceived(raw.stream_id, MediaMessage.of(type_id, raw.timestamp, raw.payload)))
+                else:
+                    events.append(MessageReceived(body_type(raw.payload), raw.timestamp, raw.stream_id, raw.chunk_stream_id))
                 continue
             try:
                 body = m.decode_body(raw.type_id, raw.payload, amf)

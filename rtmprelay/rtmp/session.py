@@ -40,6 +40,7 @@ from rtmprelay.rtmp.connection import (
     Connection,
     ConnectionConfig,
     HandshakeCompleted,
+    MediaReceived,
     MessageDropped,
     MessageReceived,
     Role,
@@ -148,27 +149,6 @@ class RequestRefused:
     stream_id: int
     action: str
     reason: str
-
-
-@attrs.frozen
-class MediaReceived:
-    """Audio (type 8) or video (type 9) on a publishing stream: ``message`` is the media
-    value every sink gets, classified here once (``media.message``)."""
-
-    stream_id: int
-    message: MediaMessage
-
-    @property
-    def type_id(self) -> int:
-        return self.message.type_id
-
-    @property
-    def timestamp(self) -> int:
-        return self.message.timestamp
-
-    @property
-    def payload(self) -> bytes:
-        return self.message.payload
 
 
 @attrs.frozen
@@ -317,7 +297,8 @@ _SERVER_COMMANDS = {
     "pause": _In.IGNORED_COMMAND,
 }
 
-_MESSAGE_INPUTS = {m.Audio: _In.MEDIA, m.Video: _In.MEDIA, m.Data: _In.DATA, m.Aggregate: _In.AGGREGATE}
+#: Audio and video come as ``MediaReceived`` (the connection is made with ``media_values``).
+_MESSAGE_INPUTS = {m.Data: _In.DATA, m.Aggregate: _In.AGGREGATE}
 
 
 @attrs.define
@@ -340,7 +321,7 @@ class ServerSession:
         *,
         window_ack_size: int = DEFAULT_WINDOW_ACK_SIZE,
     ) -> None:
-        self.connection = Connection(Role.SERVER, config)
+        self.connection = Connection(Role.SERVER, config, media_values=True)
         self.window_ack_size = window_ack_size
         self.app: str | None = None
         self.tc_url = ""
@@ -355,7 +336,9 @@ class ServerSession:
     def receive_data(self, data: bytes) -> list:
         events: list = []
         for event in self.connection.receive_data(data):
-            if type(event) is MessageReceived:
+            if type(event) is MediaReceived:  # nearly every message
+                self._fire_stream(event.stream_id, _In.MEDIA, event, events)
+            elif type(event) is MessageReceived:
                 input_ = _MESSAGE_INPUTS.get(type(event.body))
                 if input_ is not None:
                     self._fire_stream(event.stream_id, input_, event, events)
@@ -624,10 +607,8 @@ class ServerSession:
             kept = sanitize_metadata(values[1])
             events.append(MetadataReceived(event.stream_id, event.timestamp, kept.metadata, kept.altered))
 
-    def _on_media(self, stream: _StreamState, event: MessageReceived, events: list) -> None:
-        body = event.body
-        type_id = m.MessageType.VIDEO if type(body) is m.Video else m.MessageType.AUDIO
-        events.append(MediaReceived(event.stream_id, MediaMessage.of(type_id, event.timestamp, body.payload)))
+    def _on_media(self, stream: _StreamState, event: MediaReceived, events: list) -> None:
+        events.append(event)  # the connection made the value; a publishing stream passes it on
 
     def _on_aggregate(self, stream: _StreamState, event: MessageReceived, events: list) -> None:
         """FLV tags bundled into one message (FMS and some encoders send them): unbundled."""
