@@ -285,6 +285,11 @@ class ChunkReader:
         self.bytes_received = 0
         self._streams: dict[int, _InStream] = {}
         self._in_progress = 0
+        #: What ``feed`` makes of a completed message of a type id, called as
+        #: ``Message`` is (type id, payload, timestamp, stream id, chunk stream id);
+        #: ``Message`` for the types not here. The connection has the media value
+        #: made here, where the message completes, with no ``Message`` between.
+        self.makers: dict[int, Callable[[int, bytes, int, int, int], object]] = {}
         self._pending = b""  # an incomplete chunk header from the last feed
         self._body: _InStream | None = None  # set while inside a chunk's data
         self._chunk_left = 0  # data bytes of that chunk still to come
@@ -295,8 +300,9 @@ class ChunkReader:
         """The peer's chunk size, as its Set Chunk Size messages set it."""
         return self._chunk_size
 
-    def feed(self, data: bytes) -> list[Message]:
-        """Take the next bytes of the stream; return the messages they complete."""
+    def feed(self, data: bytes) -> list:
+        """Take the next bytes of the stream; return the messages they complete (``Message``,
+        or what ``makers`` makes of them)."""
         size = len(data)
         if not size:
             return []
@@ -550,7 +556,7 @@ class ChunkReader:
         self._in_progress -= 1
         self._pending_bytes -= cs.length
         type_id = cs.type_id
-        out.append(Message(type_id, payload, cs.timestamp, cs.stream_id, cs.csid))
+        out.append(self.makers.get(type_id, Message)(type_id, payload, cs.timestamp, cs.stream_id, cs.csid))
         apply = _APPLY.get(type_id)
         if apply is not None:
             apply(self, payload, cs.csid)

@@ -127,6 +127,8 @@ class Connection:
             max_peer_chunk_size=config.max_peer_chunk_size,
             min_peer_chunk_size=config.min_peer_chunk_size,
         )
+        if media_values:
+            self._reader.makers = {m.MessageType.AUDIO: _media_received, m.MessageType.VIDEO: _media_received}
         self._writer = ChunkWriter()
         #: What is to be sent, as the pieces it was made in (handshake blocks, chunk
         #: headers, payloads and shared chunked forms): joined once, or never when
@@ -161,16 +163,14 @@ class Connection:
                 return events
         amf = self.config.amf
         media = m.MEDIA_BODIES
-        values = self.media_values
         for raw in self._reader.feed(data):
-            type_id = raw.type_id
-            body_type = media.get(type_id)
+            if type(raw) is MediaReceived:  # made by the reader (media_values)
+                events.append(raw)
+                continue
+            body_type = media.get(raw.type_id)
             if body_type is not None:
                 # Audio and video, nearly every message: no decoding, no protocol control.
-                if values:
-                    events.append(MediaReceived(raw.stream_id, MediaMessage.of(type_id, raw.timestamp, raw.payload)))
-                else:
-                    events.append(MessageReceived(body_type(raw.payload), raw.timestamp, raw.stream_id, raw.chunk_stream_id))
+                events.append(MessageReceived(body_type(raw.payload), raw.timestamp, raw.stream_id, raw.chunk_stream_id))
                 continue
             try:
                 body = m.decode_body(raw.type_id, raw.payload, amf)
@@ -264,6 +264,11 @@ class Connection:
         if received - self._bytes_acknowledged >= self._peer_window:
             self._bytes_acknowledged = received
             self.send(m.Acknowledgement(received & 0xFFFFFFFF))
+
+
+def _media_received(type_id: int, payload: bytes, timestamp: int, stream_id: int, chunk_stream_id: int) -> MediaReceived:
+    """The chunk reader's maker for audio and video (``media_values``): the media value, made once."""
+    return MediaReceived(stream_id, MediaMessage.of(type_id, timestamp, payload))
 
 
 _CONTROL_HANDLERS = {
