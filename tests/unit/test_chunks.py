@@ -550,9 +550,8 @@ def _traffic(draw):
     return items
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(traffic=_traffic(), initial=st.sampled_from([1, 3, 128, 4096]), data=st.data())
-def test_round_trip_random_traffic(traffic, initial, data):
+def traffic_wire(traffic, initial: int) -> tuple[bytes, list[Message]]:
+    """What a writer starting at chunk size ``initial`` sends for ``_traffic``, and the messages."""
     writer = ChunkWriter(initial)
     wire = bytearray()
     expected = []
@@ -565,7 +564,13 @@ def test_round_trip_random_traffic(traffic, initial, data):
             message = item
             wire += writer.write(message)
         expected.append(message)
-    wire = bytes(wire)
+    return bytes(wire), expected
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(traffic=_traffic(), initial=st.sampled_from([1, 3, 128, 4096]), data=st.data())
+def test_round_trip_random_traffic(traffic, initial, data):
+    wire, expected = traffic_wire(traffic, initial)
     cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=30))
     # The codec under test, not the connection limits: every legal chunk size and id.
     reader = ChunkReader(initial, max_chunk_streams=MAX_CHUNK_STREAM_ID, max_peer_chunk_size=0x7FFFFFFF)

@@ -13,23 +13,7 @@ from hypothesis import strategies as st
 
 from rtmprelay.errors import ChunkStreamError
 from rtmprelay.rtmp.chunks import MAX_CHUNK_STREAM_ID, ChunkReader, ChunkWriter, Message
-from tests.unit.test_chunks import _traffic, feed_bytewise, feed_split, feed_whole
-
-
-def _wire(traffic, initial: int) -> tuple[bytes, list[Message]]:
-    writer = ChunkWriter(initial)
-    wire = bytearray()
-    expected = []
-    for kind, item in traffic:
-        if kind == "chunk_size":
-            message = Message(1, item.to_bytes(4, "big"), 0, 0, 2)
-            wire += writer.write(message)
-            writer.chunk_size = item
-        else:
-            message = item
-            wire += writer.write(message)
-        expected.append(message)
-    return bytes(wire), expected
+from tests.unit.test_chunks import _traffic, feed_bytewise, feed_split, feed_whole, traffic_wire
 
 
 def _reader(initial: int, budget: int | None = None) -> ChunkReader:
@@ -62,7 +46,7 @@ def _bytewise(wire):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(traffic=_traffic(), initial=st.sampled_from([1, 3, 128, 4096]), data=st.data())
 def test_fast_path_gives_what_the_chunk_loop_gives(traffic, initial, data):
-    wire, expected = _wire(traffic, initial)
+    wire, expected = traffic_wire(traffic, initial)
     cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=30))
     whole = _outcome(wire, _whole, initial)
     assert whole[0] == expected
@@ -81,7 +65,7 @@ def _splitter(cuts):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(traffic=_traffic(), initial=st.sampled_from([1, 3, 128]), budget=st.integers(0, 10), data=st.data())
 def test_a_budget_error_names_the_same_chunk_on_both_paths(traffic, initial, budget, data):
-    wire, _ = _wire(traffic, initial)
+    wire, _ = traffic_wire(traffic, initial)
     cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=30))
     # The messages before an error come out only from the feeds before it: compare the rest.
     bytewise = _outcome(wire, _bytewise, initial, budget)[1]
