@@ -30,7 +30,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rtmprelay.rtmp import messages as m  # noqa: E402
 from rtmprelay.rtmp import session as s  # noqa: E402
 from rtmprelay.rtmp.chunks import ChunkReader, ChunkWriter, Message, default_chunk_stream_id  # noqa: E402
 
