@@ -320,8 +320,12 @@ class StreamCleaner:
         self._queue.clear()
         return out
 
-    def take_events(self) -> list:
-        events, self._events = self._events, []
+    def take_events(self) -> list | tuple:
+        """The events since the last call (asked once per message: nothing is made while there are none)."""
+        events = self._events
+        if not events:
+            return ()
+        self._events = []
         return events
 
     def verdicts(self) -> list[Verdict]:
@@ -849,12 +853,18 @@ class StreamCleaner:
         repairs[repair.value] = repairs.get(repair.value, 0) + 1
         self._verdict("monotonic_timestamps", True, True, f"{track} timestamps: {repair.value}")
 
-    def _verdict(self, rule: str, broken: bool, repaired: bool, detail: str) -> None:
+    def _verdict_may_change(self, rule: str, broken: bool, repaired: bool) -> bool:
+        """Whether ``_verdict(rule, broken, repaired, ...)`` would record anything."""
         old = self._verdicts.get(rule)
-        if old is not None and (old.broken, old.repaired) == (broken, repaired):
+        if old is None:
+            return True
+        if (old.broken, old.repaired) == (broken, repaired):
+            return False
+        return not (old.broken and not old.repaired)  # an unrepaired break stays the verdict
+
+    def _verdict(self, rule: str, broken: bool, repaired: bool, detail: str) -> None:
+        if not self._verdict_may_change(rule, broken, repaired):
             return
-        if old is not None and old.broken and not old.repaired:
-            return  # an unrepaired break stays the verdict
         self._verdicts[rule] = Verdict(rule, broken, repaired, detail)
         if broken:
             self._events.append(RuleBroken(rule, repaired, detail))
@@ -909,6 +919,8 @@ class StreamCleaner:
             self.counters.input_bitrate = round(self._bytes_in_recent * 8 / span)
         if now - self._origin < BITRATE_WARMUP_S + 0.95 * BITRATE_WINDOW_S:
             return
+        if not self._verdict_may_change("bitrate", True, False):
+            return  # judged once per message: nothing to judge once the verdict cannot change
         span = now - window[0][0]
         if span < 0.95 * BITRATE_WINDOW_S:
             return  # the window is not full (the input stalled)

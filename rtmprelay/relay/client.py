@@ -44,7 +44,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from rtmprelay.errors import ConfigError, ProtocolError
-from rtmprelay.media import flv
+from rtmprelay.media.flv import AUDIO, VIDEO
 from rtmprelay.media.gate import KeyframeGate
 from rtmprelay.media.message import MediaMessage
 from rtmprelay.relay.transport import TURN, quick_ack, set_tcp_nodelay
@@ -461,8 +461,9 @@ class UpstreamForwarder:
             if not message.header:  # the stream keeps the headers; they go first on publish
                 self._enqueue(message)
             return
-        was_skipping = self._gate.skipping
-        if not self._gate.admit(message):
+        gate = self._gate
+        was_skipping = gate.skipping
+        if not gate.admit(message):
             if not was_skipping:
                 self.log.warn(
                     "upstream {url} for {path} is {size} bytes behind; skipping to the next keyframe",
@@ -479,14 +480,15 @@ class UpstreamForwarder:
         self.stop()
 
     def _send(self, session: s.ClientSession, message: MediaMessage) -> None:
-        if message.type_id == flv.VIDEO:
+        type_id = message.type_id
+        if type_id == VIDEO:
             if self._spacing is not None:
                 message = self._spacing.label(message)
             if not message.header:
                 self.frames_sent += 1
-        elif message.type_id == flv.AUDIO and not message.header:
+        elif type_id == AUDIO and not message.header:
             self.audio_frames_sent += 1
-        session.send_media(message.type_id, message.timestamp, message.payload)
+        session.send_media(type_id, message.timestamp, message.payload)
         self.sent_messages += 1
 
     # -- state ----------------------------------------------------------------------------

@@ -24,10 +24,10 @@ import attrs
 from twisted.logger import Logger
 
 from rtmprelay.media.cleaner import CleanerConfig, LongGop, StreamCleaner
+from rtmprelay.media.flv import AUDIO, VIDEO
 from rtmprelay.media.message import MediaMessage
 from rtmprelay.relay.bridge import Bridge, BridgeStart, Splice
 from rtmprelay.relay.meters import FrameRate, KeyframeIntervals
-from rtmprelay.rtmp.messages import MessageType
 
 #: Bound on the frames cached since the last keyframe for late joiners: a GOP
 #: of a 14 Mbit/s stream at 10 s is ~17 MB; past the bound we stop caching.
@@ -97,7 +97,10 @@ class LiveStream:
         self.input_keyframes = KeyframeIntervals()
         self.output_keyframes = KeyframeIntervals()
         self.output_frame_rate = FrameRate()
-        self._sinks: list[MediaSink] = []
+        #: A tuple, replaced (never changed) on attach and detach: the fan-out iterates it
+        #: without a copy per message, and a sink that attaches or detaches another meanwhile
+        #: changes only the next message's fan-out.
+        self._sinks: tuple[MediaSink, ...] = ()
         self._gop: list[MediaMessage] = []
         self._gop_bytes = 0
         self._gop_cache_bytes = gop_cache_bytes
@@ -123,7 +126,7 @@ class LiveStream:
             except Exception:
                 self._fault("cleaner.rewrite_metadata")
         self.metadata = metadata
-        for sink in list(self._sinks):
+        for sink in self._sinks:
             try:
                 sink.on_metadata(metadata)
             except Exception:
@@ -136,18 +139,21 @@ class LiveStream:
             self.input_keyframes.keyframe(message.timestamp)
             if self._splice is not None and self.bridge is not None:
                 self.bridge.hold(now)  # the keyframe the publisher is joined on is on its way
-        if self.cleaner is None:
+        cleaner = self.cleaner
+        if cleaner is None:
             self._deliver(message)
             return
         try:
-            messages = self.cleaner.push(message, now)
+            messages = cleaner.push(message, now)
         except Exception:
             # The cleaner could not place this message: it goes on as it came, the stream goes on.
             self._fault("cleaner.push")
             messages = (message,)
         for out in messages:
             self._deliver(out)
-        self._log_cleaner_events()
+        events = cleaner.take_events()
+        if events:
+            self._log_cleaner_events(events)
 
     def poll(self, now: float) -> None:
         """Release what the cleaner held past its interleave bound."""
@@ -166,8 +172,8 @@ class LiveStream:
         if self.faults[where] == 1:
             self.log.failure("stream {path}: {where} failed; the stream goes on (logged once, counted)", path=self.path, where=where)
 
-    def _log_cleaner_events(self) -> None:
-        for event in self.cleaner.take_events():
+    def _log_cleaner_events(self, events: list) -> None:
+        for event in events:
             if type(event) is LongGop:
                 self.log.warn(
                     "stream {path}: GOP of {seconds:.1f} s is longer than the destination allows; only re-encoding can shorten it",
@@ -184,7 +190,7 @@ class LiveStream:
                 )
 
     def _deliver(self, message: MediaMessage) -> None:
-        if self.bridgeable and message.end and message.type_id == MessageType.VIDEO:
+        if message.end and self.bridgeable and message.type_id == VIDEO:
             return  # a stream that may be bridged must not tell decoders it ended (skip frames follow)
         if self._splice is not None:
             self._join(message)
@@ -194,9 +200,11 @@ class LiveStream:
     def _fan_out(self, message: MediaMessage) -> None:
         """Cache what late joiners need, count, and hand ``message`` itself to every sink."""
         counters = self.counters
-        counters.bytes_in += len(message.payload)
+        size = len(message.payload)
+        counters.bytes_in += size
         timestamp = message.timestamp
-        if message.type_id == MessageType.VIDEO:
+        type_id = message.type_id
+        if type_id == VIDEO:
             counters.video_messages += 1
             self._last_video_ms = timestamp
             if message.header:
@@ -207,19 +215,20 @@ class LiveStream:
                 self.output_frame_rate.frame(timestamp)
                 self._gop = [message]
                 self._last_keyframe = message.payload
-                self._gop_bytes = len(message.payload)
+                self._gop_bytes = size
                 self._gop_overflowed = False
             else:
                 self.output_frame_rate.frame(timestamp)
-                self._cache(message)
-        elif message.type_id == MessageType.AUDIO:
+                if self._gop:
+                    self._cache(message, size)
+        elif type_id == AUDIO:
             counters.audio_messages += 1
             self._last_audio_ms = timestamp
             if message.header:
                 self.audio_header = message
-            else:
-                self._cache(message)
-        for sink in list(self._sinks):
+            elif self._gop:
+                self._cache(message, size)
+        for sink in self._sinks:
             try:
                 sink.on_media(message)
             except Exception:
@@ -235,12 +244,12 @@ class LiveStream:
                 held = []
             for message in held:
                 self._deliver(message)
-        for sink in list(self._sinks):
+        for sink in self._sinks:
             try:
                 sink.on_stream_end()
             except Exception:
                 self._fault(f"{type(sink).__name__}.on_stream_end")
-        self._sinks.clear()
+        self._sinks = ()
 
     # -- sinks -------------------------------------------------------------------
 
@@ -260,12 +269,12 @@ class LiveStream:
         if start_at_keyframe:
             for message in self._gop:
                 sink.on_media(message)
-        self._sinks.append(sink)
+        self._sinks = (*self._sinks, sink)
 
     def detach(self, sink: MediaSink) -> None:
-        for target in self._sinks:
+        for i, target in enumerate(self._sinks):
             if target is sink or (type(target) is _Rebased and target.sink is sink):
-                self._sinks.remove(target)
+                self._sinks = self._sinks[:i] + self._sinks[i + 1 :]
                 break
         self.resume_for(sink)
 
@@ -401,15 +410,16 @@ class LiveStream:
         declared = (self.metadata or {}).get("framerate")
         if isinstance(declared, (int, float)) and 1 <= declared <= 240:
             return float(declared)
-        times = [m.timestamp for m in self._gop if m.type_id == MessageType.VIDEO and not m.end]
+        times = [m.timestamp for m in self._gop if m.type_id == VIDEO and not m.end]
         if len(times) >= 2 and times[-1] > times[0]:
             return min(240.0, max(1.0, (len(times) - 1) * 1000.0 / (times[-1] - times[0])))
         return None
 
-    def _cache(self, message: MediaMessage) -> None:
-        if not self._gop or self._gop_overflowed:
+    def _cache(self, message: MediaMessage, size: int) -> None:
+        """Keep ``message`` (``size`` bytes) after the GOP's keyframe, within the bound."""
+        if self._gop_overflowed:
             return
-        self._gop_bytes += len(message.payload)
+        self._gop_bytes += size
         if self._gop_bytes > self._gop_cache_bytes:
             # Too long a GOP to keep: late joiners wait for the next keyframe instead.
             self._gop = []

@@ -390,7 +390,7 @@ class RTMPServerProtocol(Protocol):
     def _on_media(self, event: s.MediaReceived) -> None:
         stream = self._published.get(event.stream_id)
         if stream is not None:
-            now = self.clock.seconds()
+            now = self.last_received  # when these bytes were read: one clock call per read, not per message
             self.last_media = now
             stream.publish_media(event.message, now)
 
