@@ -853,18 +853,12 @@ class StreamCleaner:
         repairs[repair.value] = repairs.get(repair.value, 0) + 1
         self._verdict("monotonic_timestamps", True, True, f"{track} timestamps: {repair.value}")
 
-    def _verdict_may_change(self, rule: str, broken: bool, repaired: bool) -> bool:
-        """Whether ``_verdict(rule, broken, repaired, ...)`` would record anything."""
-        old = self._verdicts.get(rule)
-        if old is None:
-            return True
-        if (old.broken, old.repaired) == (broken, repaired):
-            return False
-        return not (old.broken and not old.repaired)  # an unrepaired break stays the verdict
-
     def _verdict(self, rule: str, broken: bool, repaired: bool, detail: str) -> None:
-        if not self._verdict_may_change(rule, broken, repaired):
+        old = self._verdicts.get(rule)
+        if old is not None and (old.broken, old.repaired) == (broken, repaired):
             return
+        if old is not None and old.broken and not old.repaired:
+            return  # an unrepaired break stays the verdict
         self._verdicts[rule] = Verdict(rule, broken, repaired, detail)
         if broken:
             self._events.append(RuleBroken(rule, repaired, detail))
@@ -904,13 +898,14 @@ class StreamCleaner:
         arrival time. The bitrate rule is judged on the last ``BITRATE_WINDOW_S`` (several
         GOPs), once that much input has come after the first ``BITRATE_WARMUP_S`` (an
         encoder ramping up): one second says little about a stream."""
+        entry = (now, size)  # one tuple in both windows
         window = self._bytes
-        window.append((now, size))
+        window.append(entry)
         self._bytes_in_window += size
         while now - window[0][0] > BITRATE_WINDOW_S:
             self._bytes_in_window -= window.popleft()[1]
         recent = self._bytes_recent
-        recent.append((now, size))
+        recent.append(entry)
         self._bytes_in_recent += size
         while now - recent[0][0] > _MEASURE_WINDOW_S:
             self._bytes_in_recent -= recent.popleft()[1]
@@ -919,8 +914,9 @@ class StreamCleaner:
             self.counters.input_bitrate = round(self._bytes_in_recent * 8 / span)
         if now - self._origin < BITRATE_WARMUP_S + 0.95 * BITRATE_WINDOW_S:
             return
-        if not self._verdict_may_change("bitrate", True, False):
-            return  # judged once per message: nothing to judge once the verdict cannot change
+        verdict = self._verdicts.get("bitrate")
+        if verdict is not None and verdict.broken and not verdict.repaired:
+            return  # an unrepaired break stays the verdict: no detail formatted per message for it
         span = now - window[0][0]
         if span < 0.95 * BITRATE_WINDOW_S:
             return  # the window is not full (the input stalled)
