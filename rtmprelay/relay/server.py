@@ -502,9 +502,16 @@ class RTMPServerProtocol(Protocol):
             return
         connection = self.session.connection
         left = connection.message_budget if connection.message_budget is not None else limits.message_burst
-        elapsed = self.last_received - self._tokens_at
-        self._tokens_at = self.last_received
-        connection.message_budget = min(limits.message_burst, left + int(elapsed * limits.max_messages_per_second))
+        rate = limits.max_messages_per_second
+        earned = int((self.last_received - self._tokens_at) * rate)
+        if left + earned >= limits.message_burst:
+            connection.message_budget = limits.message_burst
+            self._tokens_at = self.last_received
+        elif earned:
+            # Only the whole tokens' time is spent: the fraction carries over, or reads
+            # closer together than 1/rate would never earn one.
+            connection.message_budget = left + earned
+            self._tokens_at += earned / rate
 
     def _over_publish_limit(self, event: s.PublishRequested) -> bool:
         limit = self.config.limits.max_publishes_per_address

@@ -406,3 +406,21 @@ def test_chunk_size_below_the_minimum_closes_the_connection(factory):
         protocol.dataReceived(ChunkWriter().write(Message(1, struct.pack(">I", 1), 0, 0, 2)))
     assert transport.disconnecting
     assert any("chunk size 1 is below the limit of 128" in line for line in log_lines(logs))
+
+
+def test_reads_closer_together_than_one_token_still_earn_the_rate(clock):
+    """A publisher whose messages come in several small reads (chunk size 128 over Wi-Fi)
+    earns tokens at the rate all the same: the fraction of a token carries over between
+    reads (it used to be lost, so reads under 1/rate apart earned nothing)."""
+    limits = attrs.evolve(LIMITS, max_messages_per_second=100, message_burst=300, idle_publisher_timeout=1000)
+    factory = RTMPServerFactory(StreamRegistry(), ServerConfig(limits=limits), clock)
+    peer = publishing(factory)
+    for second in range(10):
+        for i in range(90):  # 90 messages a second, under the rate, each in three reads 3.7 ms apart
+            peer.session.send_media(m.MessageType.AUDIO, second * 1000 + i * 11, AUDIO)
+            data = peer.session.data_to_send()
+            third = max(1, len(data) // 3)
+            for piece in (data[:third], data[third : 2 * third], data[2 * third :]):
+                peer.protocol.dataReceived(piece)
+                clock.advance(1 / 270)
+    assert not peer.closed
