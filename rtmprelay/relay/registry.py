@@ -104,7 +104,6 @@ class LiveStream:
         self._gop: list[MediaMessage] = []
         self._gop_bytes = 0
         self._gop_cache_bytes = gop_cache_bytes
-        self._gop_overflowed = False
         self._pausers: set[int] = set()
         #: Whether the stream outlives its publisher, bridged (the registry's grace is set).
         self.bridgeable = False
@@ -216,7 +215,6 @@ class LiveStream:
                 self._gop = [message]
                 self._last_keyframe = message.payload
                 self._gop_bytes = size
-                self._gop_overflowed = False
             else:
                 self.output_frame_rate.frame(timestamp)
                 if self._gop:
@@ -416,14 +414,13 @@ class LiveStream:
         return None
 
     def _cache(self, message: MediaMessage, size: int) -> None:
-        """Keep ``message`` (``size`` bytes) after the GOP's keyframe, within the bound."""
-        if self._gop_overflowed:
-            return
+        """Keep ``message`` (``size`` bytes) after the GOP's keyframe, within the bound.
+        Callers call it only while a GOP is kept (``_gop`` not empty)."""
         self._gop_bytes += size
         if self._gop_bytes > self._gop_cache_bytes:
-            # Too long a GOP to keep: late joiners wait for the next keyframe instead.
+            # Too long a GOP to keep: late joiners wait for the next keyframe instead
+            # (an empty ``_gop`` until then is what says so).
             self._gop = []
-            self._gop_overflowed = True
             return
         self._gop.append(message)
 
