@@ -34,6 +34,7 @@ import datetime
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -44,15 +45,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rtmprelay.testing.nginx import NginxRtmp  # noqa: E402
 from rtmprelay.testing.peers import find_tool  # noqa: E402
+from rtmprelay.testing.ports import free_port  # noqa: E402
 from rtmprelay.testing.relay import RelayProcess  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 LOAD_SCRIPT = HERE / "_forward_load.py"
 CACHE = Path("/tmp/rtmprelay-bench-cache")
 PATHS = ("direct", "rtmprelay", "rtmprelay-clean", "nginx")
-LABELS = {"direct": "direct", "rtmprelay": "rtmprelay", "rtmprelay-clean": "rtmprelay cleaning", "nginx": "nginx push"}
+#: The floors (bench/_floor_forward.py), by request: how little a Python forwarder on
+#: Twisted can cost, measured beside the others (issue 11: "show where the floor is").
+FLOOR_PATHS = ("floor-tcp", "floor-rtmp", "floor-core")
+ALL_PATHS = PATHS + FLOOR_PATHS
+LABELS = {
+    "direct": "direct",
+    "rtmprelay": "rtmprelay",
+    "rtmprelay-clean": "rtmprelay cleaning",
+    "nginx": "nginx push",
+    "floor-tcp": "floor: Twisted TCP proxy",
+    "floor-rtmp": "floor: tight Python re-chunker",
+    "floor-core": "floor: rtmprelay's chunk reader + writer",
+}
 #: The process whose cost is the path's: the middle box.
-UNDER_TEST = {"rtmprelay": "rtmprelay", "rtmprelay-clean": "rtmprelay", "nginx": "nginx_push"}
+UNDER_TEST = {"rtmprelay": "rtmprelay", "rtmprelay-clean": "rtmprelay", "nginx": "nginx_push", **{p: "floor" for p in FLOOR_PATHS}}
+FLOOR_SCRIPT = HERE / "_floor_forward.py"
 
 INPUT_SECONDS = 60
 INPUT_NAME = f"720p30-h264-2400k-aac128k-gop2s-{INPUT_SECONDS}s.flv"
@@ -144,6 +159,11 @@ def run_path(path: str, n: int, args, flv: Path, workdir: Path, tag: str) -> dic
             relay.start()
             monitor["rtmprelay"] = real_pid(relay.pid)
             entry = f"rtmp://127.0.0.1:{relay.port}/live"
+        elif path in FLOOR_PATHS:
+            floor = start_floor(path.split("-", 1)[1], sink.port, workdir)
+            peers.append(floor)
+            monitor["floor"] = floor.pid
+            entry = f"rtmp://127.0.0.1:{floor.port}/live"
         else:
             pusher = NginxRtmp(
                 workdir / "push", record=False, push=[f"rtmp://127.0.0.1:{sink.port}/live"], lifetime=lifetime
@@ -207,6 +227,51 @@ def run_path(path: str, n: int, args, flv: Path, workdir: Path, tag: str) -> dic
             peer.close()
         if relay is not None:
             (workdir / "relay" / "relay.log").write_text(relay.log_text)
+
+
+class FloorProcess:
+    """bench/_floor_forward.py in MODE, proxying to the sink nginx."""
+
+    def __init__(self, mode: str, upstream_port: int, workdir: Path) -> None:
+        self.port = free_port()
+        self.log = open(workdir / f"floor-{mode}.log", "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, str(FLOOR_SCRIPT), mode, str(self.port), str(upstream_port)],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.pid = self.process.pid
+
+    def wait_listening(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"floor proxy exited with {self.process.returncode}; log: {self.log.name}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"floor proxy did not listen on {self.port} within {timeout} s")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.log.close()
+
+
+def start_floor(mode: str, upstream_port: int, workdir: Path) -> FloorProcess:
+    floor = FloorProcess(mode, upstream_port, workdir)
+    try:
+        floor.wait_listening()
+    except Exception:
+        floor.close()
+        raise
+    return floor
 
 
 #: twistd log lines at warn level or above, and unhandled errors: the relay should have none.
@@ -304,7 +369,7 @@ def combine(runs_by_path: dict[str, list[dict]]) -> dict[str, dict]:
             if direct and row.get(f"lat_{q}") is not None and direct.get(f"lat_{q}") is not None and path != "direct":
                 row[f"added_{q}"] = row[f"lat_{q}"] - direct[f"lat_{q}"]
     nginx = table.get("nginx")
-    for name in ("rtmprelay", "rtmprelay-clean"):
+    for name in ("rtmprelay", "rtmprelay-clean", *FLOOR_PATHS):
         relay = table.get(name)
         if relay and nginx and relay.get("cpu_per_stream_min") and nginx.get("cpu_per_stream_min"):
             relay["cpu_ratio"] = relay["cpu_per_stream_min"] / nginx["cpu_per_stream_min"]
@@ -356,7 +421,7 @@ def markdown_table(tables: dict[int, dict[str, dict]]) -> str:
             f"| {fmt(r.get('lost'), '.0f')} of {fmt(r.get('sent'), '.0f')} ({fmt(r.get('lost_first_gop'), '.0f')}) |"
         )
 
-    return head + table_rows(tables, PATHS, row)
+    return head + table_rows(tables, ALL_PATHS, row)
 
 
 def side_table(tables: dict[int, dict[str, dict]]) -> str:
@@ -380,7 +445,7 @@ def side_table(tables: dict[int, dict[str, dict]]) -> str:
             f"| {span(r.get('cpu_per_stream_min_range'), '.3f')}; {span(r.get('lat_p99_range'), '.2f')} |"
         )
 
-    return head + table_rows(tables, PATHS, row)
+    return head + table_rows(tables, ALL_PATHS, row)
 
 
 def machine() -> str:
@@ -418,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--repeats", type=int, default=1, help="runs of each path per N; medians are printed (default 1)")
     add("--warmup", type=float, default=3.0, help="seconds from the last stream's start to the window (default 3)")
     add("--drain", type=float, default=2.0, help="seconds to wait for the last messages after the window (default 2)")
-    add("--paths", default=",".join(PATHS), help=f"which paths (default {','.join(PATHS)})")
+    add("--paths", default=",".join(PATHS), help=f"which paths (default {','.join(PATHS)}; also {','.join(FLOOR_PATHS)})")
     add("--out", type=Path, default=None, help="results folder (default bench/results/relay_forward-<time>)")
     parser.add_argument(
         "--profile-relay", action="store_true",
@@ -433,8 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = [int(x) for x in args.streams.split(",") if x]
     paths = [p for p in args.paths.split(",") if p]
     for p in paths:
-        if p not in PATHS:
-            parser.error(f"unknown path {p!r}; choose from {PATHS}")
+        if p not in ALL_PATHS:
+            parser.error(f"unknown path {p!r}; choose from {ALL_PATHS}")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or HERE / "results" / f"relay_forward-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
