@@ -110,6 +110,7 @@ __all__ = [
     "encode_video_tag",
     "parse_audio_tag",
     "parse_video_tag",
+    "with_composition_time",
     "with_frame_type",
 ]
 
@@ -347,6 +348,27 @@ def with_frame_type(payload: bytes, frame_type: int) -> bytes:
     first = payload[0]
     keep = 0x8F if first & _EX_HEADER else 0x0F
     return bytes(((first & keep) | (frame_type << 4),)) + payload[1:]
+
+
+def with_composition_time(payload: bytes, composition_time: int) -> bytes:
+    """``payload`` with only its composition time (SI24) changed; the NAL units untouched.
+
+    Where the field is: bytes 2-4 of a legacy AVC/HEVC coded frame (packet type 1),
+    bytes 5-7 of an enhanced avc1/hvc1 CodedFrames tag. ``MediaError`` for a tag that
+    has no composition time (sequence headers, other codecs, CodedFramesX, short
+    tags); ``ValueError`` for a time that does not fit in SI24.
+    """
+    field = _si24(composition_time)
+    first = payload[0] if payload else None
+    if first is None:
+        raise MediaError("empty video tag", "video tag byte 0")
+    if first & _EX_HEADER:
+        at = 5 if first & 0x0F == EX_CODED_FRAMES and payload[1:5] in _CT_FOURCCS else None
+    else:
+        at = 2 if first & 0x0F in _AVC_LAYOUT and payload[1:2] == bytes((PACKET_CODED_FRAMES,)) else None
+    if at is None or len(payload) < at + 3:
+        raise MediaError("a video tag without a composition time", f"video tag byte 0 ({first:#04x})")
+    return payload[:at] + field + payload[at + 3:]
 
 
 # --- audio

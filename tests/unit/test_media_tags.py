@@ -23,6 +23,7 @@ from rtmprelay.media.tags import (
     encode_video_tag,
     parse_audio_tag,
     parse_video_tag,
+    with_composition_time,
     with_frame_type,
 )
 
@@ -223,6 +224,22 @@ def test_with_frame_type_rejects() -> None:
     for bad in (0, 6, 7, 8, -1):
         with pytest.raises(ValueError):
             with_frame_type(AVC_INTER, bad)
+
+
+@pytest.mark.parametrize("payload", [AVC_INTER, b"\x17\x01\x00\x00\x00\x65", HEVC_KEY, b"\x1c\x01\x00\x00\x00"])
+@pytest.mark.parametrize("composition_time", [0, 22, -40, (1 << 23) - 1])
+def test_with_composition_time_changes_only_the_composition_time(payload: bytes, composition_time: int) -> None:
+    out = with_composition_time(payload, composition_time)
+    assert isinstance(out, bytes) and len(out) == len(payload)
+    assert parse_video_tag(out) == attrs.evolve(parse_video_tag(payload), composition_time=composition_time)
+
+
+def test_with_composition_time_rejects_tags_without_one() -> None:
+    for payload in (b"", AVC_HIGH_SEQ, HEVC_INTER_X, AV1_KEY, b"\x22\x00\x01", b"\x27\x01\x00"):
+        with pytest.raises(MediaError):
+            with_composition_time(payload, 10)
+    with pytest.raises(ValueError):
+        with_composition_time(AVC_INTER, 1 << 23)
 
 
 # --- audio
