@@ -68,6 +68,10 @@ MIN_FPS, MAX_FPS = 1.0, 120.0
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 7350, 96000
 #: A frame within this many periods of the slot after the previous one takes that slot.
 SLOT_TOLERANCE = 0.75
+#: Frames after one with the same input decoding time (a muxer squashed them: GStreamer's
+#: flvmux clamps x264's negative DTS to 0) are spread within its slot, at most this many
+#: after it where the SPS does not say how many frames it reorders.
+DEFAULT_MAX_SQUEEZED = 2
 #: The grid's phase follows the input's by at most this much per frame (output steps stay within 1 ms).
 PHASE_STEP_MS = 0.3
 _PHASE_GAIN = 1 / 16
@@ -162,6 +166,9 @@ class CleanerCounters:
     dropped: int = 0
     duplicated: int = 0
     retimed: int = 0
+    #: Frames that shared their input decoding time with the one before (squashed by the
+    #: muxer), given their own within its slot, presentation time kept.
+    squeezed: int = 0
     dropped_for_lag: int = 0
     dropped_before_keyframe: int = 0
     keyframes_in: int = 0
@@ -241,6 +248,12 @@ class StreamCleaner:
         self._start_shift_ms = 0.0
         self._last_slot: int | None = None
         self._last_cts = 0
+        # the run of frames sharing one input decoding time: its input time, the output time of
+        # the frame that took its slot (None once it may squeeze no more), frames squeezed after it
+        self._run_in_ms: float | None = None
+        self._run_anchor_ms: int | None = None
+        self._run_squeezed = 0
+        self._max_reorder: int | None = None  # the SPS's max_num_reorder_frames
         self._seen_keyframe = False
         self._skipping_to_keyframe = False
         self._last_key_time_ms: float | None = None
@@ -426,6 +439,11 @@ class StreamCleaner:
             slot = last + 1
             error = (grid_ms - self._grid_origin) / period - slot
             if error < -SLOT_TOLERANCE:
+                if not is_key and time_ms == self._run_in_ms:
+                    squeezed_to = self._squeeze_to(tag.composition_time, period)
+                    if squeezed_to is not None:
+                        self._emit_frame(tag, original, nals, None, period, time_ms, now, squeezed_to)
+                        return
                 if not is_key and all(avcc.nal_ref_idc(n) == 0 for n in nals if avcc.nal_unit_type(n) in (1, 5)):
                     self.counters.dropped += 1
                     self._verdict("constant_frame_rate", True, True, "frames faster than the output rate")
@@ -448,6 +466,31 @@ class StreamCleaner:
                 slot = floor_slot
                 self.counters.retimed += 1
         self._emit_frame(tag, original, nals, slot, period, time_ms, now)
+
+    def _squeeze_to(self, composition_time: int, period: float) -> int | None:
+        """Where a frame with the same input decoding time as the one before goes, or None
+        for the old way (retimed or dropped).
+
+        A muxer squashed its decoding time onto the previous frame's: it keeps the
+        presentation time it would have had in that frame's slot (the slot's output time
+        plus its own composition time) and gets a decoding time of its own, a step after
+        the previous frame's, strictly below the next slot (which stays as it was) and not
+        above its presentation time. At most the SPS's reorder depth (at least 1) such
+        frames after one slot, spread ``period / (bound + 1)`` apart: a stuck clock is not
+        hidden, its frames go the old way once the bound is reached.
+        """
+        anchor = self._run_anchor_ms
+        bound = max(1, DEFAULT_MAX_SQUEEZED if self._max_reorder is None else self._max_reorder)
+        if anchor is None or self._run_squeezed >= bound or self._video_floor is None:
+            self._run_anchor_ms = None
+            return None
+        step = max(1, int(period // (bound + 1)))
+        low = max(self._video_out_ms + 1, self._released_ms)
+        high = min(self._video_floor - 1, anchor + composition_time)
+        if low > high:
+            self._run_anchor_ms = None  # the rest of the run goes the old way, in order
+            return None
+        return min(max(self._video_out_ms + step, low), high)
 
     def _fill_gap(self, last: int, target: int, now: float) -> int:
         """Slots after ``last`` up to ``target`` are empty; fill what may be filled; return the frame's slot."""
@@ -511,28 +554,51 @@ class StreamCleaner:
         if why:
             self._verdict("constant_frame_rate", True, False, f"video paused while audio ran; {why}")
 
-    def _emit_frame(self, tag, original: bytes, nals: list[bytes], slot: int, period: float, time_ms: float, now: float) -> None:
+    def _emit_frame(self, tag, original: bytes, nals: list[bytes], slot: int | None, period: float, time_ms: float,
+                    now: float, squeezed_to: int | None = None) -> None:
+        """Send one input frame: in ``slot``, or, ``squeezed_to`` that time within the
+        current run's slot, its composition time lowered by as much as its decoding time
+        rose, so that its presentation time is the one it had."""
         send_nals = self._skip.observe_frame(nals)
         frame_type = tag.frame_type
         if frame_type == FRAME_KEY:
             self._seen_keyframe = True
             frame_type = self._keyframe_label(time_ms + tag.composition_time)
-        self._last_cts = tag.composition_time
-        if send_nals is nals and frame_type == tag.frame_type:
+        cts = tag.composition_time
+        if squeezed_to is not None:
+            cts -= squeezed_to - self._run_anchor_ms
+        self._last_cts = cts
+        if send_nals is nals:
             payload = original  # the common case: not a byte changed
-        elif send_nals is nals:
-            payload = tags.with_frame_type(original, frame_type)
+            if frame_type != tag.frame_type:
+                payload = tags.with_frame_type(payload, frame_type)
+            if cts != tag.composition_time:
+                payload = tags.with_composition_time(payload, cts)
         else:
             data = avcc.join_nal_units(send_nals, self._avc.nal_length_size)
-            payload = tags.build_video_tag(frame_type, 1, data, tag.composition_time)
-        self._emit_video(slot, period, payload, now)
+            payload = tags.build_video_tag(frame_type, 1, data, cts)
+        if squeezed_to is not None:
+            self._run_squeezed += 1
+            self.counters.squeezed += 1
+            self._verdict("monotonic_timestamps", True, True, "video decoding times squashed by the muxer; spread within one frame")
+            # not a slot: the next slot, the video floor and the release limit stay as they were
+            self._video_out_ms = squeezed_to
+            self.counters.video_out += 1
+            self._enqueue(VIDEO, squeezed_to, payload, now)
+            return
+        out_ms = self._emit_video(slot, period, payload, now)
+        if time_ms == self._run_in_ms:
+            self._run_anchor_ms = None  # the run went on past its squeezes: no more in it
+        else:
+            self._run_in_ms, self._run_anchor_ms, self._run_squeezed = time_ms, out_ms, 0
 
     def _emit_skip_frame(self, slot: int, period: float, now: float) -> None:
         nals = self._skip.make_repeat()
         payload = tags.build_video_tag(FRAME_INTER, 1, avcc.join_nal_units(nals, self._avc.nal_length_size), self._last_cts)
         self._emit_video(slot, period, payload, now)
+        self._run_anchor_ms = None  # a frame after this one is not in the same slot as its input predecessor
 
-    def _emit_video(self, slot: int, period: float, payload: bytes, now: float) -> None:
+    def _emit_video(self, slot: int, period: float, payload: bytes, now: float) -> int:
         out_ms = max(round(self._grid_origin + slot * period), self._released_ms)
         self._last_slot = slot
         self._video_out_ms = out_ms
@@ -540,6 +606,7 @@ class StreamCleaner:
         self._video_floor = math.ceil(self._grid_origin + (slot + 1) * period - PHASE_STEP_MS - 0.5)
         self.counters.video_out += 1
         self._enqueue(VIDEO, out_ms, payload, now)
+        return out_ms
 
     def _keyframe_label(self, time_ms: float) -> int:
         """Keep the key label only where the destination wants a keyframe, judged on the
@@ -592,6 +659,7 @@ class StreamCleaner:
         except MediaError:
             return
         self._width, self._height = sps.width, sps.height
+        self._max_reorder = sps.max_num_reorder_frames
         if sps.frame_rate:
             self._declared_fps = self._declared_fps or clamp_fps(float(sps.frame_rate))
 
