@@ -438,6 +438,13 @@ class StreamCleaner:
             floor_slot = math.ceil((self._released_ms - 0.5 - self._grid_origin) / period - 1e-9)
             slot = last + 1
             error = (grid_ms - self._grid_origin) / period - slot
+            ahead = min(round(error), self._run_squeezed)
+            if ahead > 0 and abs(error - ahead) <= SLOT_TOLERANCE:
+                # The muxer repeated a decoding time in place of the next ones: the frames
+                # squeezed after the last slot are these slots' pictures (their presentation
+                # times say so), not a gap to fill; this frame takes its own slot.
+                slot += ahead
+                error -= ahead
             if error < -SLOT_TOLERANCE:
                 if not is_key and time_ms == self._run_in_ms:
                     squeezed_to = self._squeeze_to(tag.composition_time, period)
@@ -587,16 +594,17 @@ class StreamCleaner:
             self._enqueue(VIDEO, squeezed_to, payload, now)
             return
         out_ms = self._emit_video(slot, period, payload, now)
+        self._run_squeezed = 0
         if time_ms == self._run_in_ms:
             self._run_anchor_ms = None  # the run went on past its squeezes: no more in it
         else:
-            self._run_in_ms, self._run_anchor_ms, self._run_squeezed = time_ms, out_ms, 0
+            self._run_in_ms, self._run_anchor_ms = time_ms, out_ms
 
     def _emit_skip_frame(self, slot: int, period: float, now: float) -> None:
         nals = self._skip.make_repeat()
         payload = tags.build_video_tag(FRAME_INTER, 1, avcc.join_nal_units(nals, self._avc.nal_length_size), self._last_cts)
         self._emit_video(slot, period, payload, now)
-        self._run_anchor_ms = None  # a frame after this one is not in the same slot as its input predecessor
+        self._run_anchor_ms, self._run_squeezed = None, 0  # a frame after this one is not in the same slot as its input predecessor
 
     def _emit_video(self, slot: int, period: float, payload: bytes, now: float) -> int:
         out_ms = max(round(self._grid_origin + slot * period), self._released_ms)
