@@ -98,6 +98,11 @@ FAMILIES: dict[str, Family] = {
         "counter", "Skip frames repeating the last picture, inserted to keep a constant frame rate", _PATH
     ),
     "rtmprelay_stream_video_frames_retimed_total": Family("counter", "Video frames moved onto the frame-rate grid", _PATH),
+    "rtmprelay_stream_video_frames_squeezed_total": Family(
+        "counter",
+        "Video frames whose decoding time the muxer squashed onto the previous frame's, given their own within its slot (presentation time kept)",
+        _PATH,
+    ),
     "rtmprelay_stream_keyframes_relabelled_total": Family(
         "counter", "Keyframes closer than the destination allows, sent on labelled as inter frames", _PATH
     ),
@@ -182,6 +187,7 @@ _DROP_REASONS = (("too_fast", "dropped"), ("lag", "dropped_for_lag"), ("before_k
 _CLEANER_COUNTS = (
     ("rtmprelay_stream_video_frames_repeated_total", "duplicated"),
     ("rtmprelay_stream_video_frames_retimed_total", "retimed"),
+    ("rtmprelay_stream_video_frames_squeezed_total", "squeezed"),
     ("rtmprelay_stream_keyframes_relabelled_total", "keyframes_relabelled"),
     ("rtmprelay_stream_long_gops_total", "long_gops"),
     ("rtmprelay_stream_audio_silence_frames_total", "silence_inserted"),

@@ -148,3 +148,20 @@ def test_a_collision_its_presentation_time_does_not_allow_goes_the_old_way(encod
     assert cleaner.counters.squeezed == 0 and cleaner.counters.retimed >= 1, cleaner.counters
     assert cleaner.counters.video_out == cleaner.counters.video_in
     assert_well_formed(out)
+
+
+def test_squeezed_frames_are_counted_for_api_streams_and_metrics(x264):
+    from twisted.internet.task import Clock
+
+    from rtmprelay.relay.registry import StreamRegistry
+    from rtmprelay.web.metrics import RelayCollector
+    from tests.unit.test_hls_output import Publisher
+    from tests.unit.test_metrics import Scrape
+
+    registry = StreamRegistry(cleaning=CLOUDFLARE)
+    stream = registry.start("live/u1/gst", Publisher())
+    for type_id, ts, payload in restamped(x264, {0: 0, 1: 0}, shift_ms=67):
+        stream.publish_media(MediaMessage.of(type_id, ts, payload), ts / 1000)
+    assert stream.cleaner.counters.as_dict()["squeezed"] == 2  # /api/streams' "cleaner"
+    scrape = Scrape(RelayCollector(registry, clock=Clock()))
+    assert scrape.value("rtmprelay_stream_video_frames_squeezed_total", path="live/u1/gst") == 2

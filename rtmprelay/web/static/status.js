@@ -121,6 +121,7 @@
     add(c.dropped, "frames dropped (too fast)");
     add(c.duplicated, "frames repeated (too slow)");
     add(c.retimed, "frames retimed");
+    add(c.squeezed, "frames with squashed decoding times spread within their slot");
     add(c.dropped_for_lag, "frames dropped (far behind)");
     add(c.dropped_before_keyframe, "frames dropped before the first keyframe");
     add(c.keyframes_relabelled, "keyframes relabelled");
