@@ -14,6 +14,10 @@ For each stream it
   phase is the first frame's and follows the input's by at most
   ``PHASE_STEP_MS`` per frame, so a clean constant-rate stream comes out
   frame for frame whatever its phase against the audio or the arrival clock;
+  a frame decoded at the same input time as the one before (its muxer squashed
+  the decoding times, as GStreamer's flvmux does at the start of a B-frame
+  stream) is squeezed into that frame's slot with its presentation time kept
+  (``_squeeze_to``), up to the stream's reorder depth;
 * relabels keyframes closer together (on the input timeline) than the
   destination's minimum as inter frames (the IDR itself stays), and reports
   GOPs longer than its maximum;
