@@ -53,6 +53,7 @@ from rtmprelay.media.flv import AUDIO, VIDEO
 from rtmprelay.media.message import MediaMessage
 from rtmprelay.media.profiles import DestinationProfile, get_profile
 from rtmprelay.media.skipframe import SkipFrameMaker
+from rtmprelay.media.tags import AAC_PACKET_RAW, SOUND_AAC
 from rtmprelay.media.timeline import ArrivalClock, Repair, Stamp, TrackTimeline
 
 
@@ -232,6 +233,7 @@ class StreamCleaner:
 
     def __init__(self, config: CleanerConfig = CleanerConfig()) -> None:
         self.config = config
+        self._bound_s = config.interleave_delay_ms / 1000.0
         self.counters = CleanerCounters()
         self._events: list = []
         self._verdicts: dict[str, Verdict] = {}
@@ -319,10 +321,17 @@ class StreamCleaner:
 
     def poll(self, now: float) -> list[MediaMessage]:
         """What may leave now: what no track can still precede, and what was held past the bound."""
-        self._keep_audio_flowing(now)
-        self._keep_video_flowing(now)
+        bound = self._bound_s
+        # Each filler acts only after its track has been quiet a while: asked only then
+        # (the per-message case is a track that just arrived).
+        audio_arrival = self._audio_last_arrival
+        if audio_arrival is not None and now - audio_arrival >= bound:
+            self._keep_audio_flowing(now)
+        video_arrival = self._video_last_arrival
+        if video_arrival is not None and (self._fps is None or now - video_arrival >= 3.0 / self._fps):
+            self._keep_video_flowing(now)
         limit = self._release_limit(now)
-        held_since = now - self.config.interleave_delay_ms / 1000.0
+        held_since = now - bound
         out = []
         queue = self._queue
         while queue and (queue[0][0] <= limit or queue[0][2] <= held_since):
@@ -690,22 +699,27 @@ class StreamCleaner:
 
     def _push_audio(self, timestamp: int, payload: bytes, now: float) -> None:
         self._audio_last_arrival = now
-        try:
-            tag = tags.parse_audio_tag(payload)
-        except MediaError as error:
-            self._malformed(f"audio tag: {error}")
-            self._enqueue(AUDIO, self._side_ms(AUDIO), payload, now)
-            return
-        if tag.aac_packet_type == 0:
-            self._on_audio_config(tag, payload, now)
-            return
+        if len(payload) >= 2 and payload[0] >> 4 == SOUND_AAC and payload[1] == AAC_PACKET_RAW:
+            aac_packet_type = AAC_PACKET_RAW  # a legacy AAC frame, nearly every audio message: nothing to parse
+        else:
+            try:
+                tag = tags.parse_audio_tag(payload)
+            except MediaError as error:
+                self._malformed(f"audio tag: {error}")
+                self._enqueue(AUDIO, self._side_ms(AUDIO), payload, now)
+                return
+            if tag.aac_packet_type == 0:
+                self._on_audio_config(tag, payload, now)
+                return
+            aac_packet_type = tag.aac_packet_type
         self.counters.audio_in += 1
         frame_ms = self._audio_frame_ms()
         if self._audio_timeline is None:
             self._audio_timeline = TrackTimeline(frame_ms, self.config.jump_threshold_ms)
         stamp = self._place(self._audio_timeline, timestamp, now, self._video_timeline)
-        self._note_repair("audio", stamp.repair)
-        if self._aac is None or tag.aac_packet_type is None:
+        if stamp.repair is not None:
+            self._note_repair("audio", stamp.repair)
+        if self._aac is None or aac_packet_type is None:
             out_ms = max(int(round(stamp.time_ms)), self._audio_out_ms, self._released_ms)
             self._audio_out_ms = out_ms
             self._audio_floor = out_ms
@@ -904,14 +918,14 @@ class StreamCleaner:
             # audio that left before it would make it start late (audio arriving after the
             # video starts on its own sample clock: nothing for the video to wait for)
             return -math.inf
-        bound = self.config.interleave_delay_ms / 1000.0
+        bound = self._bound_s
         limit = math.inf
-        for last_arrival, floor in (
-            (self._video_last_arrival, self._video_floor),
-            (self._audio_last_arrival, self._audio_floor),
-        ):
-            if floor is not None and now - last_arrival < bound and floor < limit:
-                limit = floor
+        floor = self._video_floor
+        if floor is not None and now - self._video_last_arrival < bound:
+            limit = floor
+        floor = self._audio_floor
+        if floor is not None and now - self._audio_last_arrival < bound and floor < limit:
+            limit = floor
         return limit
 
     def _enqueue(self, type_id: int, timestamp: int, payload: bytes, now: float) -> None:

@@ -72,7 +72,12 @@ class TrackTimeline:
             waited_ms = (arrival - self._last_arrival) * 1000.0
             if delta - waited_ms > self.jump_threshold_ms:
                 return self._accept(timestamp, arrival, rebased, Repair.FORWARD_JUMP)
-        return self._accept(timestamp, arrival, self._last_out + delta, None)
+        # nearly every message: _accept written out
+        out = self._last_out + delta
+        self._last_in = timestamp
+        self._last_out = out
+        self._last_arrival = arrival
+        return Stamp(out)
 
     @property
     def started(self) -> bool:
@@ -142,10 +147,11 @@ class ArrivalClock:
 
     @property
     def steady(self) -> bool:
-        if len(self._all) < 2:
+        arrivals = self._all
+        if len(arrivals) < 2:
             return False
-        span = self._all[-1] - self._all[0]
-        return span >= 0.8 * self.window_s and (len(self._all) - 1) * self.step_ms <= 1250.0 * span
+        span = arrivals[-1] - arrivals[0]
+        return span >= 0.8 * self.window_s and (len(arrivals) - 1) * self.step_ms <= 1250.0 * span
 
     def lateness(self, arrival: float, position_ms: float) -> float | None:
         """How much later than the window's best case a message at ``position_ms`` arrives."""
@@ -155,6 +161,14 @@ class ArrivalClock:
 
     @property
     def drift_ms(self) -> float | None:
-        if self.base_ms is None or not self.steady:
+        base = self.base_ms
+        if base is None:
             return None
-        return self._mins[0][1] - self.base_ms
+        # ``steady``, written out: read once per message
+        arrivals = self._all
+        if len(arrivals) < 2:
+            return None
+        span = arrivals[-1] - arrivals[0]
+        if span < 0.8 * self.window_s or (len(arrivals) - 1) * self.step_ms > 1250.0 * span:
+            return None
+        return self._mins[0][1] - base
