@@ -62,6 +62,9 @@ FRAME_INTER = 2
 
 #: Input frame rate and keyframe interval are measured over this much input.
 _MEASURE_WINDOW_S = 5.0
+#: Input bytes are counted per this much arrival time: the windows move, and the bitrate
+#: is read, once per bucket, not per message (a 50 ms step of a 5 s window is 1 %).
+_BYTES_BUCKET_S = 0.05
 #: The bitrate rule is judged over this much input (several GOPs), not before, and
 #: not counting the first seconds (an encoder ramping up).
 BITRATE_WINDOW_S = 10.0
@@ -287,9 +290,12 @@ class StreamCleaner:
         self._video_drift_ms = 0.0
         # input measurements
         self._video_times: deque = deque()
-        self._bytes: deque = deque()  # (arrival, size) over BITRATE_WINDOW_S
+        # [first arrival, bytes] per _BYTES_BUCKET_S, over BITRATE_WINDOW_S and over
+        # _MEASURE_WINDOW_S (the same lists in both), the one filling, and the sums
+        self._bytes: deque = deque()
+        self._bytes_recent: deque = deque()
+        self._bytes_bucket: list | None = None
         self._bytes_in_window = 0
-        self._bytes_recent: deque = deque()  # over _MEASURE_WINDOW_S
         self._bytes_in_recent = 0
 
     # -- public --------------------------------------------------------------------------
@@ -992,15 +998,19 @@ class StreamCleaner:
         arrival time. The bitrate rule is judged on the last ``BITRATE_WINDOW_S`` (several
         GOPs), once that much input has come after the first ``BITRATE_WARMUP_S`` (an
         encoder ramping up): one second says little about a stream."""
-        entry = (now, size)  # one tuple in both windows
-        window = self._bytes
-        window.append(entry)
         self._bytes_in_window += size
+        self._bytes_in_recent += size
+        bucket = self._bytes_bucket
+        if bucket is not None and now - bucket[0] < _BYTES_BUCKET_S:
+            bucket[1] += size  # nearly every message
+            return
+        bucket = self._bytes_bucket = [now, size]
+        window = self._bytes
+        window.append(bucket)
         while now - window[0][0] > BITRATE_WINDOW_S:
             self._bytes_in_window -= window.popleft()[1]
         recent = self._bytes_recent
-        recent.append(entry)
-        self._bytes_in_recent += size
+        recent.append(bucket)
         while now - recent[0][0] > _MEASURE_WINDOW_S:
             self._bytes_in_recent -= recent.popleft()[1]
         span = now - recent[0][0]
