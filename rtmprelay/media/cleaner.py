@@ -347,6 +347,12 @@ class StreamCleaner:
             out.append(item[3])
         return out
 
+    @property
+    def holding(self) -> bool:
+        """Whether messages wait for ``poll``: only then must the adapter poll, since a
+        message pushed releases what its arrival allows and runs the fillers itself."""
+        return bool(self._queue)
+
     def finish(self) -> list[MediaMessage]:
         out = [item[3] for item in sorted(self._queue)]
         self._queue.clear()

@@ -131,8 +131,9 @@ class LiveStream:
             except Exception:
                 self._fault(f"{type(sink).__name__}.on_metadata")
 
-    def publish_media(self, message: MediaMessage, now: float = 0.0) -> None:
-        """A message from the publisher; ``now`` (seconds) is when it arrived."""
+    def publish_media(self, message: MediaMessage, now: float = 0.0) -> bool:
+        """A message from the publisher; ``now`` (seconds) is when it arrived. True when
+        the cleaner holds messages afterwards (``poll`` must be called)."""
         self.last_arrival = now
         if message.keyframe:
             self.input_keyframes.keyframe(message.timestamp)
@@ -141,7 +142,7 @@ class LiveStream:
         cleaner = self.cleaner
         if cleaner is None:
             self._deliver(message)
-            return
+            return False
         try:
             messages = cleaner.push(message, now)
         except Exception:
@@ -153,6 +154,12 @@ class LiveStream:
         events = cleaner.take_events()
         if events:
             self._log_cleaner_events(events)
+        return cleaner.holding
+
+    @property
+    def holding(self) -> bool:
+        """Whether the cleaner holds messages that only ``poll`` will release."""
+        return self.cleaner is not None and self.cleaner.holding
 
     def poll(self, now: float) -> None:
         """Release what the cleaner held past its interleave bound."""

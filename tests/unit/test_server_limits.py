@@ -289,6 +289,34 @@ def test_a_cleaner_that_raises_passes_the_message_through(clock):
     assert stream.faults == {"cleaner.push": 1}
 
 
+def _polls_pending(clock) -> list:
+    return [call for call in clock.getDelayedCalls() if getattr(call.func, "__name__", "") == "_poll"]
+
+
+def test_a_cleaning_publisher_is_polled_only_while_its_cleaner_holds_something(clock):
+    """A message that arrives releases what it can and runs the fillers itself: the 50 ms
+    timer runs while a message waits for time to pass, and stops when none does (it used
+    to fire for every publisher all the time: a reactor wake-up each, nearly always idle)."""
+    registry = StreamRegistry(cleaning=CleanerConfig.from_profile("cloudflare"))
+    factory = RTMPServerFactory(registry, ServerConfig(limits=LIMITS), clock)
+    peer = publishing(factory)
+    stream = registry.get("live/user1/stream1")
+    sink = RecordingSink()
+    stream.attach(sink)
+    clock.advance(0.06)  # the poll armed at publish: nothing held, so no next one
+    assert not _polls_pending(clock)
+    # audio before any video is held for the video's first frame (the start hold): polled
+    peer.session.send_media(m.MessageType.AUDIO, 0, AAC_HEADER)
+    peer.session.send_media(m.MessageType.AUDIO, 0, AUDIO)
+    peer.pump()
+    assert stream.holding and len(_polls_pending(clock)) == 1
+    for _ in range(40):  # no input at all: only the poll can release it
+        clock.advance(0.05)
+    assert (8, 0, AUDIO) in sink.tuples()
+    assert not stream.holding and not _polls_pending(clock)
+    assert not peer.closed
+
+
 def test_a_handler_that_raises_is_contained_and_the_next_events_still_run(factory, registry):
     peer = publishing(factory)
     protocol = peer.protocol
