@@ -50,7 +50,8 @@ class KeyframeGate:
         """True: send ``message``. ``full``: the sink cannot take it now (whatever it is)."""
         if message.header:
             return True
-        over = full or self.over
+        # ``over``, written out: asked for every message
+        over = full or (self.paused and self.limit is not None and self.written_while_paused > self.limit)
         if self.skipping:
             if over or not message.keyframe:
                 self.dropped += 1

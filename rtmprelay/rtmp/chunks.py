@@ -752,20 +752,23 @@ class ChunkWriter:
         The second piece is the payload itself when it fits in one chunk, else the
         shared chunked form (never to be changed: other connections send it too).
         """
-        csid = message.chunk_stream_id or default_chunk_stream_id(message.type_id)
-        payload = message.payload
+        return self.write_fields(
+            message.type_id, message.payload, message.timestamp, message.stream_id, message.chunk_stream_id
+        )
+
+    def write_fields(self, type_id: int, payload: bytes, timestamp: int, stream_id: int, chunk_stream_id: int) -> tuple[bytes, bytes]:
+        """``write_parts`` of the message these fields make, without making it (the forwarding path)."""
+        csid = chunk_stream_id or default_chunk_stream_id(type_id)
         if type(payload) is not bytes:
             payload = bytes(payload)  # the shared form is keyed by a bytes object's identity
         length = len(payload)
         if length > MAX_MESSAGE_LENGTH:
             raise ValueError(f"message of {length} bytes is above the 24-bit length field")
-        type_id = message.type_id
         if type_id & ~0xFF:
             raise ValueError(f"message type {type_id} does not fit in a byte")
-        stream_id = message.stream_id
         if stream_id & ~_U32:
             raise ValueError(f"message stream id {stream_id} does not fit in 32 bits")
-        timestamp = message.timestamp & _U32
+        timestamp &= _U32
         st = self._streams.get(csid)
         if st is None:
             st = self._streams[csid] = _OutStream(csid)

@@ -25,7 +25,6 @@ from rtmprelay.rtmp.chunks import (
     MAX_MESSAGE_LENGTH,
     ChunkReader,
     ChunkWriter,
-    Message,
     default_chunk_stream_id,
 )
 from rtmprelay.rtmp.handshake import ClientHandshake, ServerHandshake
@@ -200,7 +199,7 @@ class Connection:
     ) -> None:
         """The forwarding hot path: no body object, one header per message."""
         csid = chunk_stream_id if chunk_stream_id is not None else default_chunk_stream_id(type_id)
-        self._outbound += self._writer.write_parts(Message(type_id, payload, timestamp & 0xFFFFFFFF, stream_id, csid))
+        self._outbound += self._writer.write_fields(type_id, payload, timestamp & 0xFFFFFFFF, stream_id, csid)
 
     def data_to_send(self) -> bytes:
         """What is to be sent, as one bytes object (one copy of it, none when it is one piece)."""

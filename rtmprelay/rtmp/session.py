@@ -337,7 +337,11 @@ class ServerSession:
         events: list = []
         for event in self.connection.receive_data(data):
             if type(event) is MediaReceived:  # nearly every message
-                self._fire_stream(event.stream_id, _In.MEDIA, event, events)
+                stream = self._streams.get(event.stream_id)
+                if stream is not None and stream.state is _NetStream.PUBLISHING:
+                    events.append(event)  # the table's (PUBLISHING, MEDIA) row, read in line
+                else:
+                    self._fire_stream(event.stream_id, _In.MEDIA, event, events)
             elif type(event) is MessageReceived:
                 input_ = _MESSAGE_INPUTS.get(type(event.body))
                 if input_ is not None:

@@ -407,7 +407,8 @@ def test_the_publish_sequence_walks_both_tables():
         ("PUBLISH", "CONNECTED"),
         (1, "ACCEPT_PUBLISH", "PUBLISHING"),
         (1, "DATA", "PUBLISHING"),
-        (1, "MEDIA", "PUBLISHING"),
+        # media on a publishing stream: its row read in line, not dispatched (as the
+        # client's send_media); test_the_media_row_read_in_line_is_the_tables pins the row
         (1, "FC_UNPUBLISH", "IDLE"),
         ("FC_UNPUBLISH", "CONNECTED"),
         (1, "DELETE_STREAM", "ABSENT"),
@@ -461,3 +462,11 @@ def test_the_play_sequence_walks_the_server_tables():
     ]
     codes = [e.body.args[0]["code"] for e in client_events if type(e) is MessageReceived and type(e.body) is m.Command and e.body.name == "onStatus"]
     assert codes == ["NetStream.Play.Reset", "NetStream.Play.Start", "NetStream.Play.UnpublishNotify"]
+
+
+def test_the_media_row_read_in_line_is_the_tables():
+    """ServerSession.receive_data reads the (publishing, media) row in line for every
+    media message instead of dispatching: the row must say what that code does (pass the
+    event on, stay publishing), and media on any other state still goes through the table."""
+    row = s._NETSTREAM_ROWS[s._NetStream.PUBLISHING][s._In.MEDIA]
+    assert row == (s.ServerSession._on_media, s._NetStream.PUBLISHING)
