@@ -196,6 +196,43 @@ def test_random_timestamps_come_out_monotonic_on_the_grid_and_in_sync(dirty_stre
         assert abs(vts[-1] - ats[-1]) <= 1000 + CLOUDFLARE.interleave_delay_ms
 
 
+# Found by a longer random search than the test above runs (23,050 sequences biased to
+# -3000 ms steps, 2 failures, 2026-12-07; the same on the tree before that day's work).
+# Under repeated backward jumps and resets the output breaks the strict invariants by
+# about a millisecond: A, one video step of 32 ms (rounding to the ms, the grid's phase
+# step and the floor of what already left add up to 1.3 ms); B, one audio step of 25 ms
+# (the sample clock caught up 1.8 ms to what had already left). Neither is a fault a
+# viewer sees; whether the cleaner or these invariants give is open (issue 9). Strict:
+# a change that makes them pass turns these red, and they go into the test above.
+HOSTILE_VIDEO_32MS = [
+    (-3000, 0.0), (-3000, 0.02), (-3000, 0.02), (-3000, 0.033), (5000, 0.0), (100, 0.07),
+    (20, 0.07), (-3000, 0.02), (-3000, 0.07), (50, 0.0), (0, 0.02), (50, 0.0),
+    (50, 0.0), (34, 0.033), (-3000, 0.0), (-3000, 0.033), (34, 0.07), (-3000, 0.07),
+    (-3000, 0.07), (5000, 0.0), (-3000, 0.02), (-3000, 0.07), (-3000, 0.02), (0, 0.07),
+    (20, 0.033), (5000, 0.0), (-3000, 0.02), (50, 0.02), (-3000, 0.02), (-3000, 0.0),
+    (50, 0.0), (60000, 0.0), (-3000, 0.033), (-3000, 0.033), (-3000, 0.033), (34, 0.0),
+    (60000, 0.0), (34, 0.0), (-3000, 0.033), (-3000, 0.07), (0, 0.02), (60000, 0.0),
+    (0, 0.02), (-3000, 0.0), (-3000, 0.033), (33, 0.07), (-3000, 0.033), (20, 0.033),
+    (0, 0.033), (-3000, 0.0), (-3000, 0.02), (-3000, 0.033), (-3000, 0.07), (-3000, 0.0),
+    (-3000, 0.07), (-3000, 0.0), (60000, 0.07), (-40, 0.0), (-40, 0.0), (-3000, 0.02),
+    (-3000, 0.033), (-3000, 0.02), (50, 0.02), (-3000, 0.02),
+]
+HOSTILE_AUDIO_25MS = [
+    (100, 0.033), (100, 0.07), (50, 0.07), (70, 0.07), (-3000, 0.02), (-3000, 0.07),
+    (-3000, 0.07), (-3000, 0.07), (-3000, 0.033), (-3000, 0.02), (-3000, 0.07), (34, 0.07),
+    (-3000, 0.033), (-3000, 0.02), (-3000, 0.033), (-3000, 0.02), (-3000, 0.033), (-3000, 0.02),
+    (-3000, 0.033), (-3000, 0.02), (-3000, 0.07), (-3000, 0.033), (-40, 0.07), (100, 0.02),
+    (33, 0.033), (33, 0.07), (-3000, 0.07), (-3000, 0.07), (-3000, 0.02), (34, 0.07),
+    (-3000, 0.02), (-3000, 0.07), (70, 0.07), (100, 0.07), (-3000, 0.0),
+]
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="a 1 ms break of the strict grid / 1024-sample invariants under repeated backward jumps (issue 9)")
+@pytest.mark.parametrize("steps", [HOSTILE_VIDEO_32MS, HOSTILE_AUDIO_25MS], ids=["video-step-32ms", "audio-step-25ms"])
+def test_known_millisecond_breaks_under_repeated_backward_jumps(dirty_stream_factory, steps):
+    test_random_timestamps_come_out_monotonic_on_the_grid_and_in_sync.hypothesis.inner_test(dirty_stream_factory, steps)
+
+
 def test_malformed_media_is_counted_and_passed_on_untouched(dirty_stream_factory):
     stream = make(dirty_stream_factory, seconds=3.0)
     cleaner = StreamCleaner(CLOUDFLARE)
