@@ -141,10 +141,7 @@ class LiveStream:
                 self.bridge.hold(now)  # the keyframe the publisher is joined on is on its way
         cleaner = self.cleaner
         if cleaner is None:
-            if self._splice is None and not message.end:
-                self._fan_out(message)  # nearly every message: what _deliver would do
-            else:
-                self._deliver(message)
+            self._deliver(message)
             return False
         try:
             messages = cleaner.push(message, now)
