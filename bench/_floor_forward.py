@@ -1,6 +1,6 @@
 """The floors under bench/relay_forward.py's rtmprelay paths: the least a Python forwarder on Twisted costs.
 
-    python bench/_floor_forward.py MODE LISTEN_PORT UPSTREAM_PORT
+    python bench/_floor_forward.py MODE LISTEN_PORT UPSTREAM_PORT [PROFILE_OUT]
 
 Run by ``relay_forward.py`` (paths ``floor-tcp``, ``floor-rtmp``, ``floor-core``),
 not by hand. Each mode is a transparent proxy on 127.0.0.1: the publisher's
@@ -267,11 +267,24 @@ class Proxy(protocol.Factory):
 
 def main() -> None:
     mode, listen_port, upstream_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    profile_out = sys.argv[4] if len(sys.argv) > 4 else None
     if mode not in MODES:
         raise SystemExit(f"mode {mode!r}: one of {', '.join(MODES)}")
     reactor.listenTCP(listen_port, Proxy(mode, upstream_port), interface="127.0.0.1")
     print(f"listening on {listen_port}", flush=True)
-    reactor.run()
+    if profile_out is None:
+        reactor.run()
+        return
+    # Profiled beside rtmprelay's own (--profile-relay), to compare the two call by call.
+    import cProfile
+
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        reactor.run()
+    finally:
+        profile.disable()
+        profile.dump_stats(profile_out)
 
 
 if __name__ == "__main__":

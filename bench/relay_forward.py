@@ -160,7 +160,8 @@ def run_path(path: str, n: int, args, flv: Path, workdir: Path, tag: str) -> dic
             monitor["rtmprelay"] = real_pid(relay.pid)
             entry = f"rtmp://127.0.0.1:{relay.port}/live"
         elif path in FLOOR_PATHS:
-            floor = start_floor(path.split("-", 1)[1], sink.port, workdir)
+            profile = workdir / "floor.prof" if args.profile_relay else None
+            floor = start_floor(path.split("-", 1)[1], sink.port, workdir, profile)
             peers.append(floor)
             monitor["floor"] = floor.pid
             entry = f"rtmp://127.0.0.1:{floor.port}/live"
@@ -232,11 +233,11 @@ def run_path(path: str, n: int, args, flv: Path, workdir: Path, tag: str) -> dic
 class FloorProcess:
     """bench/_floor_forward.py in MODE, proxying to the sink nginx."""
 
-    def __init__(self, mode: str, upstream_port: int, workdir: Path) -> None:
+    def __init__(self, mode: str, upstream_port: int, workdir: Path, profile: Path | None = None) -> None:
         self.port = free_port()
         self.log = open(workdir / f"floor-{mode}.log", "wb")
         self.process = subprocess.Popen(
-            [sys.executable, str(FLOOR_SCRIPT), mode, str(self.port), str(upstream_port)],
+            [sys.executable, str(FLOOR_SCRIPT), mode, str(self.port), str(upstream_port), *([str(profile)] if profile else [])],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.pid = self.process.pid
@@ -264,8 +265,8 @@ class FloorProcess:
         self.log.close()
 
 
-def start_floor(mode: str, upstream_port: int, workdir: Path) -> FloorProcess:
-    floor = FloorProcess(mode, upstream_port, workdir)
+def start_floor(mode: str, upstream_port: int, workdir: Path, profile: Path | None = None) -> FloorProcess:
+    floor = FloorProcess(mode, upstream_port, workdir, profile)
     try:
         floor.wait_listening()
     except Exception:
@@ -487,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--out", type=Path, default=None, help="results folder (default bench/results/relay_forward-<time>)")
     parser.add_argument(
         "--profile-relay", action="store_true",
-        help="run rtmprelay under cProfile (relay.prof in each run's folder); its CPU figures are then inflated",
+        help="run rtmprelay (and a floor) under cProfile (relay.prof, floor.prof in each run's folder); its CPU figures are then inflated",
     )
     parser.add_argument("--keep-raw", action="store_true", help="keep every message's latency in the results folder")
     parser.add_argument(
