@@ -18,6 +18,10 @@ For each stream it
   the decoding times, as GStreamer's flvmux does at the start of a B-frame
   stream) is squeezed into that frame's slot with its presentation time kept
   (``_squeeze_to``), up to the stream's reorder depth;
+* raises the grid's rate to the input's when the input runs steadily faster
+  (50 or 60 fps to a 30 fps profile: ``_raise_rate``), so that every frame is
+  kept: frames that are all references cannot be dropped, and retiming them
+  onto a slower grid would put the picture ever further behind the sound;
 * relabels keyframes closer together (on the input timeline) than the
   destination's minimum as inter frames (the IDR itself stays), and reports
   GOPs longer than its maximum;
@@ -98,6 +102,16 @@ STAMP_AGREEMENT_MS = 50.0
 _WRAP = 1 << 32
 #: The audio clock is corrected (a frame in or out) once it is this many AAC frames off the arrival clock.
 DRIFT_STEP = 0.6
+#: A publisher steadily faster than the output rate (50 or 60 fps to a 30 fps profile)
+#: raises the grid's rate to its own, once its frame intervals show a rate this much above
+#: the output's: its frames cannot all be dropped (x264 baseline or zerolatency makes every
+#: frame a reference), and none need be ...
+RATE_RISE = 1.15
+#: ... snapped to the nearest of these, up to the highest (what common ingests take).
+RAISED_RATES = (24.0, 25.0, 30.0, 48.0, 50.0, 60.0)
+#: Frame intervals that must agree before the rate is raised (one where the publisher
+#: declared that rate).
+RATE_EVIDENCE = 6
 #: Generated media per track: at most this many seconds of it in one call ...
 GENERATED_BURST_S = 2.0
 #: ... and on average this many seconds of it per second of arrival time.
@@ -255,6 +269,7 @@ class StreamCleaner:
         self._skip_budget: _Budget | None = None
         self._grid_origin = 0.0
         self._start_shift_ms = 0.0
+        self._raise_shift_ms = 0.0  # how far a rise of the output rate left the video behind its input, for good
         self._last_slot: int | None = None
         self._last_cts = 0
         # the run of frames sharing one input decoding time: its input time, the output time of
@@ -263,6 +278,7 @@ class StreamCleaner:
         self._run_anchor_ms: int | None = None
         self._run_squeezed = 0
         self._max_reorder: int | None = None  # the SPS's max_num_reorder_frames
+        self._recent_frames_ms: deque = deque(maxlen=RATE_EVIDENCE + 1)  # input times of the last frames placed
         self._seen_keyframe = False
         self._skipping_to_keyframe = False
         self._last_key_time_ms: float | None = None
@@ -379,6 +395,9 @@ class StreamCleaner:
             if fps is not None:
                 self._declared_fps = fps
         fps = self._output_fps()
+        if fps and self._declared_fps and self._declared_fps >= fps * RATE_RISE:
+            # the rate the grid rises to once the frames bear the declaration out
+            fps = max(fps, min(RAISED_RATES, key=lambda standard: abs(standard - self._declared_fps)))
         if fps:
             out["framerate"] = float(fps)
             out.pop("videoframerate", None)
@@ -445,6 +464,9 @@ class StreamCleaner:
         period = 1000.0 / self._output_fps()
         is_key = tag.frame_type == FRAME_KEY
         last = self._last_slot
+        recent = self._recent_frames_ms
+        if not recent or time_ms != recent[-1]:
+            recent.append(time_ms)
         if last is None:
             # The grid's phase is the first frame's: a constant-rate input sits on it exactly.
             # Audio may already have left past it (the video came after the start hold): then,
@@ -457,7 +479,7 @@ class StreamCleaner:
             self._grid_origin = max(time_ms + self._start_shift_ms, float(self._released_ms))
             slot = 0
         else:
-            grid_ms = time_ms + self._start_shift_ms
+            grid_ms = time_ms + self._start_shift_ms + self._raise_shift_ms
             # Never below what already left (a track that was idle past the interleave bound).
             # (the first slot whose timestamp, rounded, is not below it: equal stamps may follow)
             floor_slot = math.ceil((self._released_ms - 0.5 - self._grid_origin) / period - 1e-9)
@@ -476,6 +498,11 @@ class StreamCleaner:
                     if squeezed_to is not None:
                         self._emit_frame(tag, original, nals, None, period, time_ms, now, squeezed_to)
                         return
+                raised = self._raise_rate(period)
+                if raised is not None:
+                    slot = self._slot_after_raise(last, period, raised, grid_ms, now)
+                    self._emit_frame(tag, original, nals, slot, raised, time_ms, now)
+                    return
                 if not is_key and all(avcc.nal_ref_idc(n) == 0 for n in nals if avcc.nal_unit_type(n) in (1, 5)):
                     self.counters.dropped += 1
                     self._verdict("constant_frame_rate", True, True, "frames faster than the output rate")
@@ -498,6 +525,64 @@ class StreamCleaner:
                 slot = floor_slot
                 self.counters.retimed += 1
         self._emit_frame(tag, original, nals, slot, period, time_ms, now)
+
+    def _raise_rate(self, period: float) -> float | None:
+        """The new, shorter period when the input runs steadily faster than the output,
+        else None. Called for a frame that came early and cannot be dropped: without a
+        faster grid each such frame would take a later slot, the video would fall behind
+        its audio by a frame interval every two frames, and after ``max_video_lag_ms``
+        whole GOPs would be dropped to catch up.
+
+        The evidence is the last ``RATE_EVIDENCE`` frame intervals (input times), or the
+        last two where the publisher declared the rate they show: all within a quarter
+        of their mean, so a burst of frames after a stall (intervals near 0) or jitter
+        is no rate. The rate is snapped to ``RAISED_RATES`` and never lowered again."""
+        fps = self._output_fps()
+        if fps >= RAISED_RATES[-1]:
+            return None
+        recent = list(self._recent_frames_ms)
+        declared = self._declared_fps
+        for count in ((2, RATE_EVIDENCE) if declared else (RATE_EVIDENCE,)):
+            if len(recent) <= count:
+                return None
+            steps = [b - a for a, b in zip(recent[-count - 1 :], recent[-count:])]
+            mean = sum(steps) / count
+            if mean <= 0 or max(steps) > 1.25 * mean or min(steps) < 0.75 * mean:
+                return None
+            rate = 1000.0 / mean
+            if count == RATE_EVIDENCE or abs(rate / declared - 1.0) <= 0.25:
+                break
+        if rate < fps * RATE_RISE:
+            return None
+        new_fps = min(RAISED_RATES, key=lambda standard: abs(standard - rate))
+        if new_fps <= fps or abs(rate / new_fps - 1.0) > 0.25:
+            return None
+        self._fps = new_fps
+        self._skip_budget = None  # refilled at the new rate
+        self._verdict(
+            "constant_frame_rate", True, True,
+            f"frames at {rate:.1f} fps, faster than {fps:g}: the output rate is raised to {new_fps:g} fps",
+        )
+        return 1000.0 / new_fps
+
+    def _slot_after_raise(self, last: int, old_period: float, period: float, grid_ms: float, now: float) -> int:
+        """The grid continued at the raised rate from the last frame out; this frame's slot.
+
+        The frames retimed before the rise left the video behind its input by up to
+        ``RATE_EVIDENCE`` intervals, and no frame can be dropped to win that back: the
+        video keeps the delay (its grid follows the input's phase from there, as before),
+        and the audio is moved on as far, in whole silent AAC frames, so the two stay in
+        sync."""
+        self._grid_origin += last * (old_period - period)  # the last slot's time kept
+        slot = last + 1
+        lag_ms = self._grid_origin + slot * period - grid_ms
+        if lag_ms > 0:
+            self._raise_shift_ms += lag_ms
+            if self._silence is not None:
+                wanted = round(lag_ms / self._audio_frame_ms())
+                if wanted:
+                    self._fill_silence(wanted, now)
+        return slot
 
     def _squeeze_to(self, composition_time: int, period: float) -> int | None:
         """Where a frame with the same input decoding time as the one before goes, or None
