@@ -462,16 +462,19 @@ class UpstreamForwarder:
                 self._enqueue(message)
             return
         gate = self._gate
-        was_skipping = gate.skipping
-        if not gate.admit(message):
-            if not was_skipping:
-                self.log.warn(
-                    "upstream {url} for {path} is {size} bytes behind; skipping to the next keyframe",
-                    url=self.masked_url,
-                    path=self.path,
-                    size=self._gate.written_while_paused,
-                )
-            return
+        # While the socket takes everything (neither paused nor skipping) the gate admits
+        # every message: it is asked only otherwise.
+        if gate.paused or gate.skipping:
+            was_skipping = gate.skipping
+            if not gate.admit(message):
+                if not was_skipping:
+                    self.log.warn(
+                        "upstream {url} for {path} is {size} bytes behind; skipping to the next keyframe",
+                        url=self.masked_url,
+                        path=self.path,
+                        size=gate.written_while_paused,
+                    )
+                return
         protocol = self.protocol
         self._send(protocol.session, message)
         self.bytes_sent += protocol.flush()

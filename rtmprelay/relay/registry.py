@@ -210,6 +210,7 @@ class LiveStream:
         counters.bytes_in += size
         timestamp = message.timestamp
         type_id = message.type_id
+        gop = None  # the GOP this message joins, when one is kept
         if type_id == VIDEO:
             counters.video_messages += 1
             self._last_video_ms = timestamp
@@ -224,15 +225,22 @@ class LiveStream:
                 self._gop_bytes = size
             else:
                 self.output_frame_rate.frame(timestamp)
-                if self._gop:
-                    self._cache(message, size)
+                gop = self._gop
         elif type_id == AUDIO:
             counters.audio_messages += 1
             self._last_audio_ms = timestamp
             if message.header:
                 self.audio_header = message
-            elif self._gop:
-                self._cache(message, size)
+            else:
+                gop = self._gop
+        if gop:
+            # Kept after the GOP's keyframe, within the bound; past it late joiners wait for
+            # the next keyframe instead (an empty ``_gop`` until then is what says so).
+            self._gop_bytes += size
+            if self._gop_bytes > self._gop_cache_bytes:
+                self._gop = []
+            else:
+                gop.append(message)
         for sink in self._sinks:
             try:
                 sink.on_media(message)
@@ -419,17 +427,6 @@ class LiveStream:
         if len(times) >= 2 and times[-1] > times[0]:
             return min(240.0, max(1.0, (len(times) - 1) * 1000.0 / (times[-1] - times[0])))
         return None
-
-    def _cache(self, message: MediaMessage, size: int) -> None:
-        """Keep ``message`` (``size`` bytes) after the GOP's keyframe, within the bound.
-        Callers call it only while a GOP is kept (``_gop`` not empty)."""
-        self._gop_bytes += size
-        if self._gop_bytes > self._gop_cache_bytes:
-            # Too long a GOP to keep: late joiners wait for the next keyframe instead
-            # (an empty ``_gop`` until then is what says so).
-            self._gop = []
-            return
-        self._gop.append(message)
 
 
 class _Rebased:
