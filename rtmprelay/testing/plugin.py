@@ -255,3 +255,35 @@ def dirty_publisher_factory(rtmp_peers: PeerSet):
         return rtmp_peers.add(publisher, start=start)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def encoder_tags(tmp_path_factory: pytest.TempPathFactory):
+    """``get(encoder, fps=30, seconds=10.0, marked=False) -> list[FlvTag]``: a real encoder's
+    own FLV output (`rtmprelay.testing.dirty.ENCODERS`, a GOP of two seconds; with
+    ``marked``, ffmpeg's sync-marked stream, `encode_marked_flv`), its audio and video tags
+    in file order. Made once per arguments and session; skips the test without the encoder.
+    """
+    from rtmprelay.testing.dirty import encode_flv, encode_marked_flv
+    from rtmprelay.testing.flv import read_flv_tags
+
+    folder = tmp_path_factory.mktemp("encoders")
+    made: dict = {}
+
+    def get(encoder: str = "x264-baseline", fps: int = 30, seconds: float = 10.0, marked: bool = False):
+        key = (encoder, fps, seconds, marked)
+        if key not in made:
+            name = f"{'marked' if marked else encoder}-{fps}-{seconds:g}.flv"
+            try:
+                if marked:
+                    path = encode_marked_flv(folder / name, seconds=seconds, fps=fps)
+                else:
+                    path = encode_flv(folder / name, encoder, seconds=seconds, fps=fps, gop=2 * fps)
+                made[key] = [t for t in read_flv_tags(path) if t.tag_type in (8, 9)]
+            except PeerUnavailable as error:
+                made[key] = error
+        if isinstance(made[key], PeerUnavailable):
+            pytest.skip(f"{encoder}: {made[key]}")
+        return made[key]
+
+    return get

@@ -18,34 +18,9 @@ import pytest
 
 from rtmprelay.media.cleaner import RATE_EVIDENCE, CleanerConfig, StreamCleaner
 from rtmprelay.media.message import MediaMessage
-from rtmprelay.testing.dirty import StreamMessage, encode_flv, encode_marked_flv, flv_bytes, sync_marks
-from rtmprelay.testing.flv import read_flv_tags
-from rtmprelay.testing.peers import PeerUnavailable
+from rtmprelay.testing.dirty import StreamMessage, flv_bytes, sync_marks
 
 CLOUDFLARE = CleanerConfig.from_profile("cloudflare")
-
-
-@pytest.fixture(scope="module")
-def encoded(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fast")
-    made = {}
-
-    def get(name, fps, marked=False):
-        key = (name, fps, marked)
-        if key not in made:
-            try:
-                if marked:
-                    path = encode_marked_flv(folder / f"marked-{fps}.flv", seconds=12, fps=fps)
-                else:
-                    path = encode_flv(folder / f"{name}-{fps}.flv", name, seconds=6, fps=fps, gop=2 * fps)
-                made[key] = [t for t in read_flv_tags(path) if t.tag_type in (8, 9)]
-            except PeerUnavailable as error:
-                made[key] = error
-        if isinstance(made[key], PeerUnavailable):
-            pytest.skip(f"{name}: {made[key]}")
-        return made[key]
-
-    return get
 
 
 def clean(tags, *, video_phase_ms=0.0, jitter_ms=0.0, seed=0, metadata=None):
@@ -78,8 +53,8 @@ def video_steps(out):
 
 @pytest.mark.parametrize("fps", [50, 60])
 @pytest.mark.parametrize("encoder", ["x264-baseline", "x264-zerolatency-ref3", "x264-default", "gst-x264enc"])
-def test_every_frame_of_a_faster_publisher_is_kept_on_a_raised_grid(encoded, encoder, fps):
-    tags = encoded(encoder, fps)
+def test_every_frame_of_a_faster_publisher_is_kept_on_a_raised_grid(encoder_tags, encoder, fps):
+    tags = encoder_tags(encoder, fps, seconds=6)
     for phase in (0.0, 7.0, 13.0):
         cleaner, out = clean(tags, video_phase_ms=phase)
         counters = cleaner.counters
@@ -108,18 +83,18 @@ def sync_offsets(out):
 
 @pytest.mark.parametrize("jitter_ms", [0.0, 20.0])
 @pytest.mark.parametrize("phase", [0.0, 8.0, 16.0])
-def test_a_60_fps_stream_keeps_its_sound_with_its_picture(encoded, phase, jitter_ms):
+def test_a_60_fps_stream_keeps_its_sound_with_its_picture(encoder_tags, phase, jitter_ms):
     """On content: the beep of second k plays within 40 ms of the white frame of second k."""
-    cleaner, out = clean(encoded("marked", 60, marked=True), video_phase_ms=phase, jitter_ms=jitter_ms, seed=3)
+    cleaner, out = clean(encoder_tags(fps=60, seconds=12, marked=True), video_phase_ms=phase, jitter_ms=jitter_ms, seed=3)
     assert cleaner.counters.video_out == cleaner.counters.video_in, cleaner.counters
     assert max(map(abs, sync_offsets(out))) <= 40, (sync_offsets(out), cleaner.counters)
 
 
-def test_a_rate_declared_wrong_is_found_from_the_frames(encoded):
+def test_a_rate_declared_wrong_is_found_from_the_frames(encoder_tags):
     """onMetaData says 30 fps, the frames come at 60: the rate is measured over
     RATE_EVIDENCE intervals, the video is then a few frames behind its input for good,
     and the audio is moved on as far (silent frames), so the content stays in sync."""
-    cleaner, out = clean(encoded("marked", 60, marked=True), metadata={"framerate": 30.0})
+    cleaner, out = clean(encoder_tags(fps=60, seconds=12, marked=True), metadata={"framerate": 30.0})
     counters = cleaner.counters
     assert counters.video_out == counters.video_in and counters.dropped_for_lag == 0, counters
     assert counters.silence_inserted >= 1, counters
@@ -127,11 +102,11 @@ def test_a_rate_declared_wrong_is_found_from_the_frames(encoded):
     assert all(abs(step - 1000 / 60) <= 1 for step in video_steps(out)[RATE_EVIDENCE + 2 :])
 
 
-def test_a_burst_of_frames_after_a_stall_is_not_a_rate(encoded):
+def test_a_burst_of_frames_after_a_stall_is_not_a_rate(encoder_tags):
     """A 30 fps publisher that stalls and then sends the frames it held stamped a
     millisecond apart: the grid stays at 30 fps (the burst is retimed or dropped as
     before), so one stall does not double a stream's frame rate for good."""
-    tags = list(encoded("x264-baseline", 30))
+    tags = list(encoder_tags("x264-baseline", 30, seconds=6))
     video = [i for i, t in enumerate(tags) if t.tag_type == 9]
     burst = video[60:72]  # 12 frames after the first keyframe's GOP has started
     base = tags[burst[0]].timestamp
