@@ -271,6 +271,7 @@ class StreamCleaner:
         self._start_shift_ms = 0.0
         self._raise_shift_ms = 0.0  # how far a rise of the output rate left the video behind its input, for good
         self._last_slot: int | None = None
+        self._slot_ms = 0  # the last slot's output timestamp
         self._last_cts = 0
         # the run of frames sharing one input decoding time: its input time, the output time of
         # the frame that took its slot (None once it may squeeze no more), frames squeezed after it
@@ -641,7 +642,7 @@ class StreamCleaner:
         period = 1000.0 / self._output_fps()
         made = 0
         while made < allowed and self._skip.can_repeat:
-            self._emit_skip_frame(first_slot + made, period, now)
+            self._emit_skip_frame(max(first_slot + made, self._last_slot + 1), period, now)
             made += 1
         self._skip_budget.give_back(allowed - made)
         self.counters.duplicated += made
@@ -717,14 +718,46 @@ class StreamCleaner:
         self._run_anchor_ms, self._run_squeezed = None, 0  # a frame after this one is not in the same slot as its input predecessor
 
     def _emit_video(self, slot: int, period: float, payload: bytes, now: float) -> int:
-        out_ms = max(round(self._grid_origin + slot * period), self._released_ms)
+        out_ms = round(self._grid_origin + slot * period)
+        if out_ms < self._released_ms:
+            slot = self._rephase(slot, period)
+            out_ms = round(self._grid_origin + slot * period)
         self._last_slot = slot
+        self._slot_ms = out_ms
         self._video_out_ms = out_ms
         # the next slot's timestamp, less what the phase may still move, rounded as it will be
         self._video_floor = math.ceil(self._grid_origin + (slot + 1) * period - PHASE_STEP_MS - 0.5)
         self.counters.video_out += 1
         self._enqueue(VIDEO, out_ms, payload, now)
         return out_ms
+
+    def _rephase(self, slot: int, period: float) -> int:
+        """The slot a frame takes when ``slot`` would go out below what already left (audio
+        held past the interleave bound went out first, or the phase step moved the slot
+        under it); the grid is re-phased to put it there.
+
+        The frame goes to the first millisecond not below what left that is a whole number
+        of periods after the last slot out, as a rounded grid puts it (floor or ceiling: at
+        most 1 ms off), and the grid is re-anchored on it, so every step stays whole
+        periods. Clamping the one frame up to what left put it off the grid and made the
+        step after it short (32 ms at 30 fps: rounding, the phase step and the clamp)."""
+        released = self._released_ms
+        last = self._last_slot
+        if last is None:  # the first frame's grid starts at what left: not reached
+            self._grid_origin = max(self._grid_origin, float(released) - slot * period)
+            return slot
+        base = self._slot_ms
+        k = max(slot - last, 1, math.floor((released - base) / period))
+        while True:
+            x = base + k * period
+            t = math.floor(x)
+            if t < released:
+                t = math.ceil(x)
+            if t >= released:
+                break
+            k += 1
+        self._grid_origin = t - (last + k) * period
+        return last + k
 
     def _keyframe_label(self, time_ms: float) -> int:
         """Keep the key label only where the destination wants a keyframe, judged on the
