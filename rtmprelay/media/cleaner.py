@@ -102,6 +102,10 @@ STAMP_AGREEMENT_MS = 50.0
 _WRAP = 1 << 32
 #: The audio clock is corrected (a frame in or out) once it is this many AAC frames off the arrival clock.
 DRIFT_STEP = 0.6
+#: ... by at most one frame in this many: a clock drifts by a few per cent (10 % here), and
+#: the correction stays smooth whatever the timestamps do (hostile re-basing once dropped
+#: 32 frames in a row: 740 ms of sound cut, the audio stalled behind video that had to leave).
+DRIFT_FRAMES_PER_STEP = 10
 #: A publisher steadily faster than the output rate (50 or 60 fps to a 30 fps profile)
 #: raises the grid's rate to its own, once its frame intervals show a rate this much above
 #: the output's: its frames cannot all be dropped (x264 baseline or zerolatency makes every
@@ -303,6 +307,7 @@ class StreamCleaner:
         self._audio_header_byte = 0xAF
         self._audio_clock: ArrivalClock | None = None
         self._drift_applied_ms = 0.0  # silence in minus frames out for drift, in ms
+        self._drift_wait = 0  # audio frames before the next drift correction may be made
         self._video_arrivals: ArrivalClock | None = None  # the video timeline against arrival
         self._video_drift_ms = 0.0
         # input measurements
@@ -905,15 +910,20 @@ class StreamCleaner:
         counters.audio_drift_ms = round(drift, 1)
         if self._origin is not None and now - self._origin > 5.0:
             counters.audio_drift_ppm = round(drift / ((now - self._origin) * 1000.0) * 1e6)
+        if self._drift_wait:
+            self._drift_wait -= 1
+            return False
         error = drift - self._drift_applied_ms
         if error > DRIFT_STEP * frame_ms and self._silence is not None and self._fill_silence(1, now):
             self.counters.silence_inserted -= 1  # counted as a drift repair, not a gap
             counters.audio_drift_inserted += 1
             self._drift_applied_ms += frame_ms
+            self._drift_wait = DRIFT_FRAMES_PER_STEP - 1
             self._verdict("audio_clock", True, True, f"audio clock {drift:+.0f} ms against arrival")
         elif error < -DRIFT_STEP * frame_ms:
             counters.audio_dropped += 1
             self._drift_applied_ms -= frame_ms
+            self._drift_wait = DRIFT_FRAMES_PER_STEP - 1
             self._verdict("audio_clock", True, True, f"audio clock {drift:+.0f} ms against arrival")
             return True
         return False
