@@ -5,7 +5,9 @@ For each stream it
 * puts both tracks on one output timeline, monotonic, re-basing jumps and
   resets (``timeline.TrackTimeline``);
 * times audio by its sample count (1024 samples per AAC frame), so the audio
-  clock is exact, and fills gaps with silent AAC frames;
+  clock is exact, fills gaps with silent AAC frames, and follows an audio
+  clock that drifts against the video's by whole frames in or out, at most
+  one in ``DRIFT_FRAMES_PER_STEP``;
 * lays video on a fixed frame-rate grid with hysteresis: a frame takes the
   slot after the previous one unless it is more than ``SLOT_TOLERANCE``
   periods early (dropped when nothing references it, else retimed) or late
@@ -13,7 +15,9 @@ For each stream it
   last picture, where the stream allows it, else left empty). The grid's
   phase is the first frame's and follows the input's by at most
   ``PHASE_STEP_MS`` per frame, so a clean constant-rate stream comes out
-  frame for frame whatever its phase against the audio or the arrival clock;
+  frame for frame whatever its phase against the audio or the arrival clock
+  (a slot that audio already sent has passed re-phases the grid, a whole
+  number of periods after the last slot: ``_rephase``);
   a frame decoded at the same input time as the one before (its muxer squashed
   the decoding times, as GStreamer's flvmux does at the start of a B-frame
   stream) is squeezed into that frame's slot with its presentation time kept
