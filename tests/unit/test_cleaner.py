@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rtmprelay.media.cleaner import CleanerConfig, LongGop, StreamCleaner
+from rtmprelay.media.cleaner import RAISED_RATES, CleanerConfig, LongGop, StreamCleaner
 from rtmprelay.media.message import MediaMessage
 from rtmprelay.testing import dirty as d
 from rtmprelay.testing.validate import validate
@@ -193,8 +193,14 @@ def check_random_timestamps(dirty_stream_factory, steps):
     vts = [m.timestamp for m in out if m.type_id == 9 and m.payload[1] == 1]
     ats = [m.timestamp for m in out if m.type_id == 8 and m.payload[1] == 1]
     assert vts == sorted(vts) and len(set(vts)) == len(vts)
-    # on a 30 fps grid (whose phase may follow the input's): every step a whole number of periods
-    assert all(abs(step - round(step * 30 / 1000) * 1000 / 30) <= 1 for step in (b - a for a, b in zip(vts, vts[1:])))
+    # on a 30 fps grid (whose phase may follow the input's): every step a whole number of
+    # periods; from where a steadily faster input raised the grid's rate (a run of 20 ms
+    # steps: 50 fps), of the raised rate's periods, up to the rate the cleaner ends on
+    fps, final = 30.0, cleaner.rewrite_metadata({})["framerate"]
+    for step in (b - a for a, b in zip(vts, vts[1:])):
+        while abs(step - round(step * fps / 1000) * 1000 / fps) > 1:
+            assert fps < final, (step, fps, vts)
+            fps = min(rate for rate in RAISED_RATES if rate > fps)
     assert all(b - a in (23, 24) for a, b in zip(ats, ats[1:]))
     if vts and ats:
         assert abs(vts[-1] - ats[-1]) <= 1000 + CLOUDFLARE.interleave_delay_ms
@@ -244,6 +250,28 @@ def test_video_stays_on_the_grid_when_what_left_passes_its_next_slot(dirty_strea
 
 def test_audio_stays_a_frame_apart_when_the_video_timestamps_stall(dirty_stream_factory):
     check_random_timestamps(dirty_stream_factory, HOSTILE_AUDIO_25MS)
+
+
+# Found by the same search once the grid's rate could rise (c6ed719): six 20 ms steps in a
+# row are a 50 fps publisher, the grid goes to 50 fps, and the helper's fixed 30 fps check
+# failed on what the cleaner means to do. The helper now follows the raised rate.
+57
+RAISED_TO_50FPS = [
+    (34, 0.0), (5000, 0.07), (34, 0.033), (70, 0.0), (33, 0.0), (-40, 0.0),
+    (70, 0.07), (60000, 0.07), (70, 0.02), (-3000, 0.0), (-40, 0.07), (60000, 0.033),
+    (0, 0.07), (0, 0.0), (33, 0.0), (34, 0.0), (34, 0.033), (50, 0.033),
+    (33, 0.0), (20, 0.0), (20, 0.07), (20, 0.07), (20, 0.033), (20, 0.033),
+    (0, 0.07), (20, 0.07), (0, 0.033), (0, 0.033), (70, 0.033), (100, 0.07),
+    (-3000, 0.0), (0, 0.02), (34, 0.02), (70, 0.033), (34, 0.0), (-3000, 0.07),
+    (34, 0.0), (50, 0.02), (-40, 0.02), (0, 0.02), (60000, 0.0), (5000, 0.02),
+    (33, 0.033), (100, 0.07), (34, 0.0), (33, 0.02), (0, 0.033), (34, 0.0),
+    (-3000, 0.033), (50, 0.033), (33, 0.033), (100, 0.0), (33, 0.033), (34, 0.02),
+    (-3000, 0.07), (34, 0.02), (5000, 0.0),
+]
+
+
+def test_random_timestamps_that_raise_the_grid_rate_stay_on_the_raised_grid(dirty_stream_factory):
+    check_random_timestamps(dirty_stream_factory, RAISED_TO_50FPS)
 
 
 def test_malformed_media_is_counted_and_passed_on_untouched(dirty_stream_factory):
