@@ -117,6 +117,8 @@ DRIFT_FRAMES_PER_STEP = 10
 RATE_RISE = 1.15
 #: ... snapped to the nearest of these, up to the highest (what common ingests take).
 RAISED_RATES = (24.0, 25.0, 30.0, 48.0, 50.0, 60.0)
+#: A frame this many periods early is asked whether the input runs faster (``_raise_rate``).
+RAISE_WHEN_EARLY = 0.25
 #: Frame intervals that must agree before the rate is raised (one where the publisher
 #: declared that rate).
 RATE_EVIDENCE = 6
@@ -502,17 +504,20 @@ class StreamCleaner:
                 # times say so), not a gap to fill; this frame takes its own slot.
                 slot += ahead
                 error -= ahead
+            if error < -RAISE_WHEN_EARLY and self._fps < RAISED_RATES[-1]:
+                # Early by a good part of a period: a faster input, before it falls behind
+                # (at 60 fps into 30 the second frame is already half a period early).
+                raised = self._raise_rate(period)
+                if raised is not None:
+                    slot = self._slot_after_raise(last, period, raised, grid_ms, now)
+                    self._emit_frame(tag, original, nals, slot, raised, time_ms, now)
+                    return
             if error < -SLOT_TOLERANCE:
                 if not is_key and time_ms == self._run_in_ms:
                     squeezed_to = self._squeeze_to(tag.composition_time, period)
                     if squeezed_to is not None:
                         self._emit_frame(tag, original, nals, None, period, time_ms, now, squeezed_to)
                         return
-                raised = self._raise_rate(period)
-                if raised is not None:
-                    slot = self._slot_after_raise(last, period, raised, grid_ms, now)
-                    self._emit_frame(tag, original, nals, slot, raised, time_ms, now)
-                    return
                 if not is_key and all(avcc.nal_ref_idc(n) == 0 for n in nals if avcc.nal_unit_type(n) in (1, 5)):
                     self.counters.dropped += 1
                     self._verdict("constant_frame_rate", True, True, "frames faster than the output rate")
@@ -548,8 +553,6 @@ class StreamCleaner:
         of their mean, so a burst of frames after a stall (intervals near 0) or jitter
         is no rate. The rate is snapped to ``RAISED_RATES`` and never lowered again."""
         fps = self._output_fps()
-        if fps >= RAISED_RATES[-1]:
-            return None
         recent = list(self._recent_frames_ms)
         declared = self._declared_fps
         for count in ((2, RATE_EVIDENCE) if declared else (RATE_EVIDENCE,)):
@@ -560,7 +563,10 @@ class StreamCleaner:
             if mean <= 0 or max(steps) > 1.25 * mean or min(steps) < 0.75 * mean:
                 return None
             rate = 1000.0 / mean
-            if count == RATE_EVIDENCE or abs(rate / declared - 1.0) <= 0.25:
+            if count == RATE_EVIDENCE:
+                break
+            if abs(rate / declared - 1.0) <= 0.25:
+                rate = declared  # two intervals bear it out; one may be an encoder's odd first one
                 break
         if rate < fps * RATE_RISE:
             return None
@@ -569,6 +575,10 @@ class StreamCleaner:
             return None
         self._fps = new_fps
         self._skip_budget = None  # refilled at the new rate
+        # what a frame is, where a re-based frame lands and how many a steady second holds
+        self._video_clock().nominal_step_ms = 1000.0 / new_fps
+        if self._video_arrivals is not None:
+            self._video_arrivals.step_ms = 1000.0 / new_fps
         self._verdict(
             "constant_frame_rate", True, True,
             f"frames at {rate:.1f} fps, faster than {fps:g}: the output rate is raised to {new_fps:g} fps",

@@ -104,6 +104,13 @@ class TrackTimeline:
 
 #: The first window, whose least offset is the clock's starting point.
 _BASE_WINDOW_S = 0.25
+#: An offset counts toward the least one only this long after its message arrived: a
+#: burst (an encoder flushing its lookahead when it stops, 200 ms of media within a few
+#: milliseconds) has by then made the window unsteady, so it is never read as the clock
+#: running ahead. Real drift, a few milliseconds a second, is read this much later.
+SETTLE_S = 0.2
+#: At most this many offsets wait to settle (the oldest settles early beyond it).
+_MAX_UNSETTLED = 1024
 
 
 class ArrivalClock:
@@ -114,10 +121,11 @@ class ArrivalClock:
     own offset plus the least delay: its change since the first steady window
     (``drift_ms``) is how far the track's clock has fallen behind real time
     (positive: it runs slow, fewer samples than seconds) or run ahead (negative),
-    measured from the least offset of its first quarter second.
+    measured from the least offset of its first quarter second. Offsets count
+    only once ``SETTLE_S`` old.
     The window is steady when it spans most of ``window_s`` and holds no more
-    messages than its span at ``step_ms`` each (a burst after a stall is not):
-    only then is the drift read. ``lateness`` is how much later than the best
+    messages than its span at ``step_ms`` each (a burst after a stall, or an
+    encoder's flush, is not): only then is the drift read. ``lateness`` is how much later than the best
     case a message arrives for its position: a gap in the track shows there,
     a clock that merely stamps fast does not.
     """
@@ -126,24 +134,34 @@ class ArrivalClock:
         self.step_ms = step_ms
         self.window_s = window_s
         self._all: deque = deque()  # arrival times in the window
-        self._mins: deque = deque()  # (arrival, offset), offsets increasing: the window's minimum first
+        self._mins: deque = deque()  # settled (arrival, offset), offsets increasing: the window's minimum first
+        self._unsettled: deque = deque()  # (arrival, offset) younger than SETTLE_S
+        self._first: float | None = None
         self.base_ms: float | None = None
 
     def observe(self, arrival: float, position_ms: float) -> None:
-        offset = arrival * 1000.0 - position_ms
         start = arrival - self.window_s
-        while self._all and self._all[0] < start:
-            self._all.popleft()
-        while self._mins and self._mins[0][0] < start:
-            self._mins.popleft()
-        while self._mins and self._mins[-1][1] >= offset:
-            self._mins.pop()
-        self._all.append(arrival)
-        self._mins.append((arrival, offset))
-        if self.base_ms is None and len(self._all) > 1 and self._all[-1] - self._all[0] >= _BASE_WINDOW_S:
+        arrivals = self._all
+        while arrivals and arrivals[0] < start:
+            arrivals.popleft()
+        arrivals.append(arrival)
+        unsettled = self._unsettled
+        unsettled.append((arrival, arrival * 1000.0 - position_ms))
+        settled = arrival - SETTLE_S
+        mins = self._mins
+        while unsettled and (unsettled[0][0] <= settled or len(unsettled) > _MAX_UNSETTLED):
+            item = unsettled.popleft()
+            while mins and mins[-1][1] >= item[1]:
+                mins.pop()
+            mins.append(item)
+        while mins and mins[0][0] < start:
+            mins.popleft()
+        if self._first is None:
+            self._first = arrival
+        elif self.base_ms is None and mins and settled - self._first >= _BASE_WINDOW_S:
             # A short first window: a clock already off shifts the least offset within it
             # by up to its length times the drift (0.25 s at 3 %: 7.5 ms).
-            self.base_ms = self._mins[0][1]
+            self.base_ms = mins[0][1]
 
     @property
     def steady(self) -> bool:
