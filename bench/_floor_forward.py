@@ -276,15 +276,9 @@ def main() -> None:
         reactor.run()
         return
     # Profiled beside rtmprelay's own (--profile-relay), to compare the two call by call.
-    import cProfile
+    from _profiled import run_profiled  # bench/ is this script's folder
 
-    profile = cProfile.Profile()
-    profile.enable()
-    try:
-        reactor.run()
-    finally:
-        profile.disable()
-        profile.dump_stats(profile_out)
+    run_profiled(reactor, profile_out)
 
 
 if __name__ == "__main__":

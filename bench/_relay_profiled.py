@@ -10,7 +10,6 @@ runs the reactor itself, and dumps the profile once the reactor has stopped.
 
 from __future__ import annotations
 
-import cProfile
 import sys
 from pathlib import Path
 
@@ -21,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rtmprelay import tap  # noqa: E402
 
+from _profiled import run_profiled  # noqa: E402  (bench/ is this script's folder)
+
 
 def main() -> None:
     out, argv = sys.argv[1], sys.argv[2:]
@@ -30,13 +31,7 @@ def main() -> None:
     service = tap.makeService(options)
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-    profile = cProfile.Profile()
-    profile.enable()
-    try:
-        reactor.run()
-    finally:
-        profile.disable()
-        profile.dump_stats(out)
+    run_profiled(reactor, out)
 
 
 if __name__ == "__main__":

@@ -19,32 +19,12 @@ from hypothesis import strategies as st
 
 from rtmprelay.media.cleaner import START_HOLD_S, CleanerConfig, StreamCleaner
 from rtmprelay.media.message import MediaMessage
-from rtmprelay.testing.dirty import ENCODERS, encode_flv
-from rtmprelay.testing.flv import read_flv_tags
-from rtmprelay.testing.peers import PeerUnavailable
+from rtmprelay.testing.dirty import ENCODERS
 from rtmprelay.testing.validate import validate
 
 CLOUDFLARE = CleanerConfig.from_profile("cloudflare")
 FPS = 30
 PERIOD_MS = 1000 / FPS
-
-
-@pytest.fixture(scope="session")
-def encoded(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("encoders")
-    made = {}
-
-    def get(name):
-        if name not in made:
-            try:
-                made[name] = [t for t in read_flv_tags(encode_flv(folder / f"{name}.flv", name)) if t.tag_type in (8, 9)]
-            except PeerUnavailable as error:
-                made[name] = error
-        if isinstance(made[name], PeerUnavailable):
-            pytest.skip(f"{name}: {made[name]}")
-        return made[name]
-
-    return get
 
 
 def arrivals(tags, video_phase_ms: float, jitter_ms: float, seed: int):
@@ -111,8 +91,8 @@ def presentation_keyframes(out):
 # squeezed frames start above it.
 @example(encoder="gst-x264enc", phase=0.0, jitter=0.0, seed=0)
 @example(encoder="gst-x264enc-b2", phase=30.0, jitter=20.0, seed=3)
-def test_constant_rate_input_at_the_output_rate_comes_out_frame_for_frame(encoded, encoder, phase, jitter, seed):
-    tags = encoded(encoder)
+def test_constant_rate_input_at_the_output_rate_comes_out_frame_for_frame(encoder_tags, encoder, phase, jitter, seed):
+    tags = encoder_tags(encoder)
     cleaner, out = clean(tags, phase, jitter, seed)
     counters = cleaner.counters
     assert counters.video_in == FPS * 10
@@ -144,9 +124,9 @@ def test_constant_rate_input_at_the_output_rate_comes_out_frame_for_frame(encode
 
 
 @pytest.mark.parametrize("encoder", sorted(ENCODERS))
-def test_half_frame_phase_loses_nothing(encoded, encoder):
+def test_half_frame_phase_loses_nothing(encoder_tags, encoder):
     """The case that lost 76 of 300 frames: video half a frame after the audio's position."""
-    cleaner, out = clean(encoded(encoder), video_phase_ms=PERIOD_MS / 2)
+    cleaner, out = clean(encoder_tags(encoder), video_phase_ms=PERIOD_MS / 2)
     assert cleaner.counters.video_out == cleaner.counters.video_in, cleaner.counters
     report = validate(out, "generic", fps=FPS)
     assert report.decode_errors == 0 and not report.failed_checks() - {"keyframe_interval"}, report.summary()
@@ -159,10 +139,10 @@ def test_half_frame_phase_loses_nothing(encoded, encoder):
     keep_every=st.sampled_from([2, 3]),
     phase=st.floats(0, PERIOD_MS, exclude_max=True),
 )
-def test_variable_rate_input_lands_on_the_grid_losing_nothing_the_rate_does_not_need(encoded, encoder, keep_every, phase):
+def test_variable_rate_input_lands_on_the_grid_losing_nothing_the_rate_does_not_need(encoder_tags, encoder, keep_every, phase):
     """Every ``keep_every``-th frame of a no-B stream (a 15 or 10 fps device): every frame kept,
     on the 30 fps grid, the slots between filled with skip frames or left empty."""
-    tags = encoded(encoder)
+    tags = encoder_tags(encoder)
     video = [t for t in tags if t.tag_type == 9 and t.payload[1] == 1]
     kept_ids = {id(t) for i, t in enumerate(video) if i % (keep_every * 60) == 0 or (i % 60) % keep_every == 0}
     thinned = [t for t in tags if t.tag_type != 9 or t.payload[1] != 1 or id(t) in kept_ids]
@@ -186,11 +166,11 @@ def test_variable_rate_input_lands_on_the_grid_losing_nothing_the_rate_does_not_
         ("gst-x264enc", 0.101, 0.07),
     ],
 )
-def test_messages_in_timestamp_order_leave_at_once(encoded, encoder, most_s, median_s):
+def test_messages_in_timestamp_order_leave_at_once(encoder_tags, encoder, most_s, median_s):
     """What a muxer sends in DTS order needs no holding: each message leaves when it
     arrives, or when the message of the other track stamped alike arrives with it (the
     old interleaver held audio for the next video: p50 +11 ms in the forwarding bench)."""
-    tags = encoded(encoder)
+    tags = encoder_tags(encoder)
     cleaner = StreamCleaner(CLOUDFLARE)
     arrived, holds, released = {}, [], []
     last_video = max(t.timestamp for t in tags if t.tag_type == 9)
@@ -214,8 +194,8 @@ def test_messages_in_timestamp_order_leave_at_once(encoded, encoder, most_s, med
     assert len(tags) - len(released) <= 10
 
 
-def test_the_first_audio_leaves_before_any_video_comes(encoded):
-    tags = [t for t in encoded("x264-baseline") if t.tag_type == 8][:5]
+def test_the_first_audio_leaves_before_any_video_comes(encoder_tags):
+    tags = [t for t in encoder_tags("x264-baseline") if t.tag_type == 8][:5]
     cleaner = StreamCleaner(CLOUDFLARE)
     released = {}
     for tag in tags:
