@@ -833,6 +833,12 @@ class StreamCleaner:
         if sps.frame_rate:
             self._declared_fps = self._declared_fps or clamp_fps(float(sps.frame_rate))
 
+    @property
+    def output_fps(self) -> float | None:
+        """The output grid's rate now (the profile's, the declared one, or a raised one);
+        None before it is chosen, when ``fps`` is None and nothing was declared yet."""
+        return self._fps
+
     def _output_fps(self) -> float:
         if self._fps is None:
             # The declared rate, fixed once chosen so the grid never moves.

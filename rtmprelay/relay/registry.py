@@ -418,8 +418,8 @@ class LiveStream:
 
     def _output_fps(self) -> float | None:
         """The output frame rate: the cleaner's, the metadata's, or measured on the last GOP."""
-        if self.cleaner is not None and self.cleaner.config.fps:
-            return float(self.cleaner.config.fps)
+        if self.cleaner is not None and self.cleaner.output_fps:
+            return float(self.cleaner.output_fps)  # raised for a faster publisher, if it was
         declared = (self.metadata or {}).get("framerate")
         if isinstance(declared, (int, float)) and 1 <= declared <= 240:
             return float(declared)

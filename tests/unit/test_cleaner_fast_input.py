@@ -122,3 +122,29 @@ def test_a_burst_of_frames_after_a_stall_is_not_a_rate(encoder_tags):
 class _NoVerdict:
     detail = ""
 
+
+
+def test_a_bridge_fills_at_the_raised_rate(encoder_tags):
+    """A 60 fps publisher that goes away is bridged at 60 fps (skip frames 16-17 ms
+    apart), not at the profile's 30: the stream keeps one frame rate through the outage."""
+    from rtmprelay.relay.registry import LiveStream
+
+    class Publisher:
+        def pause_reading(self):
+            pass
+
+        def resume_reading(self):
+            pass
+
+    stream = LiveStream("live/u/s", Publisher(), cleaner=StreamCleaner(CLOUDFLARE))
+    tags = [t for t in encoder_tags("x264-baseline", 60, seconds=6) if t.timestamp < 3000]
+    now = 0.0
+    for tag in tags:
+        now = tag.timestamp / 1000
+        stream.publish_media(MediaMessage.of(tag.tag_type, tag.timestamp, tag.payload), now)
+    assert stream.cleaner.output_fps == 60
+    bridge = stream.start_bridge(now)
+    assert bridge is not None
+    filled = [m.timestamp for m in bridge.fill(now + 1.0) if m.type_id == 9]
+    steps = [b - a for a, b in zip(filled, filled[1:])]
+    assert len(filled) >= 50 and set(steps) <= {16, 17}, steps
