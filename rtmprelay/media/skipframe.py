@@ -262,7 +262,13 @@ class SkipFrameMaker:
     code, no length prefix.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, from_idr_only: bool = False) -> None:
+        """``from_idr_only``: the maker will only ever see an IDR picture and then make
+        skip frames after it (a bridge repeating a stream's last keyframe). The last
+        picture decoded is then the last one shown even where the SPS allows
+        reordering (B-frames), so such a stream is not refused for it; a picture whose
+        order count goes back still is."""
+        self._from_idr_only = from_idr_only
         self._sps: dict[int, SPS] = {}
         self._pps: dict[int, PPS] = {}
         self._stream_problem = ""  # for the life of the stream
@@ -403,7 +409,7 @@ class SkipFrameMaker:
         pps = self._pps.get(self._last.pic_parameter_set_id)
         if pps is None:
             return f"the PPS {self._last.pic_parameter_set_id} of the last picture is gone"
-        problem = _unsupported(sps, pps)
+        problem = _unsupported(sps, pps, reordering=not self._from_idr_only)
         if problem:
             return problem
         last = self._last
@@ -731,8 +737,10 @@ def _mmco_target(header: SliceHeader, op: MemoryManagementOperation, max_frame_n
     return (header.frame_num - op.difference_of_pic_nums_minus1 - 1) % max_frame_num
 
 
-def _unsupported(sps: SPS, pps: PPS) -> str:
-    if sps.max_num_reorder_frames:
+def _unsupported(sps: SPS, pps: PPS, *, reordering: bool = True) -> str:
+    """Why skip frames cannot follow pictures coded with ``sps`` and ``pps`` (empty: they can).
+    ``reordering``: refuse an SPS that allows reordered frames."""
+    if reordering and sps.max_num_reorder_frames:
         return f"the SPS allows {sps.max_num_reorder_frames} reordered frames (B-frames)"
     if sps.pic_order_cnt_type == 1:
         return "pic_order_cnt_type 1 is not supported"

@@ -20,13 +20,19 @@ there. Where the last picture cannot be repeated (B-frames, a non-reference
 last picture, a GOP too long to keep) or skip frames run out (several
 reference frames: frame_num distances to the old ones must stay below
 MaxFrameNum), the run starts over at the stream's last keyframe, sent again,
-and repeats that picture (after an IDR there is one reference and no bound).
+and repeats that picture (after an IDR there is one reference and no bound,
+and what is decoded last is shown last, B-frames or not). Nothing the bridge
+or a returning publisher sends is shown within a frame interval of a picture
+already sent (a B-frame stream shows its last P-frame after the B-frames
+decoded after it), and while no video can be made at all, a returning
+publisher is joined where the silence has got to, its sound with its picture.
 What cannot be made at all (no keyframe, an unsupported AAC) is left out, and
 ``why_no_video`` / ``why_no_audio`` say why.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import attrs
@@ -91,6 +97,10 @@ class Bridge:
         self.restarts = 0
         self.why_restarted = ""
         self._video_origin = start.last_video_ms
+        self._slot = 1  # the next video slot, in periods after the publisher's last frame
+        #: The latest presentation time sent (decoding time plus composition time): a B-frame
+        #: stream shows its last frames after their decoding times; nothing may be shown at it again.
+        self._last_pts_ms: int | None = start.last_video_ms
         self._prepare_video(video_header, since_keyframe)
         # audio: by sample count after the last frame
         self._silence: MediaMessage | None = None
@@ -103,10 +113,32 @@ class Bridge:
 
     @property
     def next_video_ms(self) -> int:
-        """Where the next video frame goes: a returning publisher's first keyframe is put there."""
+        """Where the next video frame goes (one shown with the filler's composition time)."""
+        return self.join_ms(self._cts)
+
+    def join_ms(self, composition_time: int) -> int:
+        """Where a video frame with ``composition_time`` goes next: a returning publisher's
+        first keyframe is put there. The next slot on the stream's grid, but never one that
+        would show the frame at or before a picture already sent, and, while no video can
+        be made (a stream whose last picture cannot be repeated, or no keyframe), never
+        behind the silence already sent: the publisher is joined where the stream has got
+        to, its sound with its picture."""
         if self._video_origin is None:
             return self._next_audio_ms() if self._silence is not None else self._base_ms
-        return round(self._video_origin + (self.video_frames + 1) * self.period_ms)
+        origin, period = self._video_origin, self.period_ms
+        slot = self._slot
+        if self._maker is None and self._silence is not None:
+            sent_ms = self._next_audio_ms() - self._frame_samples * 1000.0 / self._rate
+            slot = max(slot, math.ceil((sent_ms - origin) / period - 1e-9))
+        if self._last_pts_ms is not None:
+            # the first slot whose time (rounded, as it goes out), plus the composition time,
+            # is a frame interval after the latest shown (less than that, and a player's
+            # frame clock puts two pictures in one tick)
+            shown_after = self._last_pts_ms + period - 1
+            slot = max(slot, math.floor((shown_after - composition_time - origin) / period))
+            while round(origin + slot * period) + composition_time < shown_after:
+                slot += 1
+        return round(origin + slot * period)
 
     @property
     def next_audio_ms(self) -> int | None:
@@ -155,6 +187,9 @@ class Bridge:
             maker = self._new_maker()
             for message in frames:
                 self._observe(maker, message.payload)
+                shown = message.timestamp + self._cts
+                if self._last_pts_ms is None or shown > self._last_pts_ms:
+                    self._last_pts_ms = shown
         except MediaError as error:
             self.why_no_video = str(error)
             return
@@ -166,8 +201,8 @@ class Bridge:
         if self._restart_at_keyframe(f"the last picture cannot be repeated ({maker.why_not})") is None:
             self.why_no_video = maker.why_not
 
-    def _new_maker(self) -> SkipFrameMaker:
-        maker = SkipFrameMaker()
+    def _new_maker(self, *, from_idr_only: bool = False) -> SkipFrameMaker:
+        maker = SkipFrameMaker(from_idr_only=from_idr_only)
         maker.observe_config(*self._config)
         return maker
 
@@ -183,7 +218,9 @@ class Bridge:
         if self._keyframe is None:
             return None
         try:
-            maker = self._new_maker()
+            # Only the keyframe, then skip frames: what is decoded last is shown last, so a
+            # B-frame stream (whose SPS allows reordering) can be bridged from it too.
+            maker = self._new_maker(from_idr_only=True)
             self._observe(maker, self._keyframe)
         except MediaError:
             return None
@@ -208,6 +245,8 @@ class Bridge:
                 self.why_no_video = why
                 return None
         self.video_frames += 1
+        self._slot = round((timestamp - self._video_origin) / self.period_ms) + 1
+        self._last_pts_ms = max(self._last_pts_ms if self._last_pts_ms is not None else timestamp, timestamp + self._cts)
         if self._pending_keyframe:
             self._pending_keyframe = False
             return MediaMessage.of(flv.VIDEO, timestamp, self._keyframe)
@@ -281,7 +320,13 @@ class Splice:
 
     def _join(self, message: MediaMessage) -> list[MediaMessage]:
         self.done = True
-        at = self.bridge.next_video_ms  # the next audio slot when the stream has no video
+        cts = 0
+        if message.type_id == flv.VIDEO:
+            try:
+                cts = tags.parse_video_tag(message.payload).composition_time
+            except MediaError:
+                pass
+        at = self.bridge.join_ms(cts)  # the next audio slot when the stream has no video
         self.offset = at - message.timestamp
         audio_next = self.bridge.next_audio_ms
         # the bridge's silence ran up to here; the publisher's audio takes over after it

@@ -349,3 +349,101 @@ def test_the_upstream_publish_stays_open_through_the_outage_and_ends_after_the_g
     advance(clock, 3.1)
     attempt.pump()
     assert any(type(e) is s.PublishEnded for e in attempt.events), attempt.events
+
+
+@pytest.fixture(scope="module")
+def b_frame_clip(tmp_path_factory):
+    """2 s of 160x96 25 fps x264 at its defaults (high profile, 3 B-frames, b-pyramid) + AAC,
+    as ffmpeg publishes by default: the last picture decoded is not the last one shown."""
+    path = tmp_path_factory.mktemp("bridge") / "bframes.flv"
+    subprocess.run(
+        [find_tool("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", f"testsrc2=size=160x96:rate={FPS}:duration=2",
+         "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=44100:duration=2",
+         "-c:v", "libx264", "-g", str(FPS), "-threads", "1", "-c:a", "aac", "-f", "flv", str(path)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return [t for t in read_flv_tags(path) if t.kind in ("video", "audio")]
+
+
+def presentation_times(messages: list[MediaMessage]) -> list[int]:
+    from rtmprelay.media import tags
+
+    return [m.timestamp + tags.parse_video_tag(m.payload).composition_time for m in messages if not m.header]
+
+
+def test_a_b_frame_stream_is_bridged_from_its_last_keyframe_and_decodes(b_frame_clip, tmp_path):
+    """The SPS allows reordering, so the last picture cannot be repeated by a skip frame;
+    the bridge sends the last keyframe again and skip frames after it (the keyframe is
+    all they follow). It used to send no video at all: audio only for the whole grace.
+    Every picture is shown a frame interval after the one before, none at a time already
+    used (the publisher's last P-frame is shown after the B-frames decoded after it)."""
+    clock = task.Clock()
+    registry, recorder = started(clock)
+    publish(registry, clock, b_frame_clip, start=0.0)
+    stream = registry.get(PATH)
+    real = len(recorder.video())
+    registry.stop(stream)
+    advance(clock, 1.0)
+    assert stream.bridging and not stream.bridge.why_no_video, stream.bridge.why_no_video
+    filler = recorder.video()[real:]
+    assert len(filler) >= 20 and filler[0].keyframe and stream.bridge.restarts == 1
+    shown = sorted(presentation_times(recorder.video()))
+    assert all(later - earlier >= PERIOD_MS - 1 for earlier, later in zip(shown, shown[1:])), sorted(set(
+        later - earlier for earlier, later in zip(shown, shown[1:])))
+    decodes_cleanly(recorder, tmp_path)
+
+
+def test_a_publisher_back_is_joined_where_the_silence_has_got_to_when_no_video_could_be_made(clip):
+    """Without video filler (here: no keyframe to start a run from), the bridge still sends
+    silence for as long as the outage lasts; the returning publisher's keyframe goes after
+    that silence, not right after the last real frame, or its audio would be dropped as
+    overlapping the silence for as long as the outage lasted (its sound missing that long)."""
+    video = [t for t in clip if t.kind == "video"]
+    last_video = max(t.timestamp for t in video)
+    last_audio = max(t.timestamp for t in clip if t.kind == "audio")
+    header = next(t.payload for t in clip if t.kind == "audio" and t.is_header)
+    bridge = Bridge(
+        BridgeStart(last_video, last_audio, 10.0),
+        video_header=next(t.payload for t in video if t.is_header),
+        audio_header=header,
+        since_keyframe=[],
+        fps=FPS,
+        keyframe=None,
+    )
+    assert bridge.why_no_video and bridge.can_fill
+    silence = bridge.fill(13.0)  # a 3 s outage
+    assert len(silence) >= 120 and all(m.type_id == 8 for m in silence)
+    splice = Splice(bridge, None, None)
+    keyframe = next(t for t in video if not t.is_header and media_flv.classify_video(t.payload)[0])
+    out = splice.take(MediaMessage.of(9, 0, keyframe.payload))
+    assert out and out[-1].timestamp >= silence[-1].timestamp, (out[-1].timestamp, silence[-1].timestamp)
+    # the publisher's first audio after its keyframe is kept, not dropped as overlapping
+    sound = next(t for t in clip if t.kind == "audio" and not t.is_header and t.timestamp >= keyframe.timestamp)
+    assert splice.take(MediaMessage.of(8, sound.timestamp - keyframe.timestamp + 30, sound.payload))
+
+
+def test_a_returning_keyframe_is_shown_after_every_picture_already_sent(b_frame_clip):
+    """In a B-frame stream the last P-frame decoded is shown after the B-frames decoded
+    after it, up to a few frames after its decoding time: a keyframe put in the next
+    decoding slot could be shown at that same moment (two pictures, one time: ffmpeg's
+    "non monotonically increasing dts"). The join goes a frame interval past the latest."""
+    from rtmprelay.media import tags
+
+    video = [MediaMessage.of(t.tag_type, t.timestamp, t.payload) for t in b_frame_clip if t.kind == "video" and not t.is_header]
+    last_key = max(i for i, m in enumerate(video) if m.keyframe)
+    gop = video[last_key:]
+    latest = max(presentation_times(gop))
+    assert latest > gop[-1].timestamp + PERIOD_MS  # the case: shown well after its decoding time
+    audio = [t for t in b_frame_clip if t.kind == "audio"]
+    bridge = Bridge(
+        BridgeStart(gop[-1].timestamp, audio[-1].timestamp, 10.0),
+        video_header=next(t.payload for t in b_frame_clip if t.kind == "video" and t.is_header),
+        audio_header=next(t.payload for t in audio if t.is_header),
+        since_keyframe=gop,
+        fps=FPS,
+        keyframe=gop[0].payload,
+    )
+    for cts in (0, tags.parse_video_tag(gop[0].payload).composition_time, 2 * round(PERIOD_MS)):
+        at = bridge.join_ms(cts)
+        assert at > gop[-1].timestamp and at + cts >= latest + PERIOD_MS - 1, (cts, at, latest)
