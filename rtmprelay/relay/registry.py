@@ -274,7 +274,9 @@ class LiveStream:
         each player: not headers at 0 and then media from wherever the stream is.
         """
         if self._gop or self.video_header is not None or self.audio_header is not None:
-            sink = _Rebased(sink)
+            # a stream with video but no GOP kept (too long for the cache, or the cache off)
+            wait = start_at_keyframe and not self._gop and self.video_header is not None
+            sink = _Rebased(sink, wait_for_keyframe=wait)
         if self.metadata is not None:
             sink.on_metadata(self.metadata)
         for header in self.sequence_headers():
@@ -432,11 +434,14 @@ class LiveStream:
 class _Rebased:
     """A sink that joined a running stream, on a timeline that starts with its first frame."""
 
-    __slots__ = ("sink", "offset")
+    __slots__ = ("sink", "offset", "wait_for_keyframe")
 
-    def __init__(self, sink: MediaSink) -> None:
+    def __init__(self, sink: MediaSink, wait_for_keyframe: bool = False) -> None:
+        """``wait_for_keyframe``: nothing but sequence headers before the stream's next
+        keyframe (no GOP was kept to start it with), as nginx-rtmp's players wait."""
         self.sink = sink
         self.offset: int | None = None
+        self.wait_for_keyframe = wait_for_keyframe
 
     def on_metadata(self, metadata: dict) -> None:
         self.sink.on_metadata(metadata)
@@ -446,6 +451,8 @@ class _Rebased:
             if message.header:
                 self.sink.on_media(message.retimed(0))
                 return
+            if self.wait_for_keyframe and not message.keyframe:
+                return  # frames that refer to pictures this sink never had: a decoder makes garbage of them
             self.offset = message.timestamp
         since = (message.timestamp - self.offset) & 0xFFFFFFFF
         self.sink.on_media(message.retimed(0 if since >= 0x80000000 else since))  # before the start: at 0

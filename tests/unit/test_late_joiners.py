@@ -64,3 +64,22 @@ def test_a_late_player_starts_at_zero_where_its_first_frame_starts():
     assert stream.sinks == (early,)
     publish(stream, 90, 93)
     assert late.media[-1][1] == 2966 - 2000
+
+
+def test_without_a_gop_kept_a_late_player_waits_for_the_next_keyframe():
+    """The GOP cache off (``--gop-cache-bytes 0``, or a GOP longer than it): a late player
+    gets the sequence headers, then nothing up to the stream's next keyframe, which starts
+    its timeline at 0. It used to get every frame from where it joined: about 1.5 s of
+    inter frames a decoder can only make garbage of (found by QA with GStreamer rtmp2src
+    and rtmpdump: 46 and 49 inter frames before the first keyframe)."""
+    stream = LiveStream("live/s", Publisher(), gop_cache_bytes=0)
+    stream.publish_media(MediaMessage.of(9, 0, VIDEO_HEADER))
+    stream.publish_media(MediaMessage.of(8, 0, AUDIO_HEADER))
+    publish(stream, 0, 20)
+    late = Recorder()
+    stream.attach(late)
+    publish(stream, 20, 70)  # the next keyframe is frame 60 (2000 ms)
+    assert [(t, ts) for t, ts, _ in late.media[:2]] == [(9, 0), (8, 0)]
+    media = late.media[2:]
+    assert media[0] == (9, 0, KEY), media[:3]
+    assert all(ts >= 0 for _, ts, _ in media) and len([m for m in media if m[0] == 9]) == 10
