@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from rtmprelay.errors import MediaError
 
-__all__ = ["BitReader", "BitWriter"]
+__all__ = ["BitReader", "BitWriter", "put_bits"]
 
 _MAX_EXP_GOLOMB_ZEROS = 31
 
@@ -190,3 +190,18 @@ class BitWriter:
         if self._bits % 8:
             raise ValueError(f"{self._bits} bits are not a whole number of bytes")
         return self._value.to_bytes(self._bits // 8, "big")
+
+
+def put_bits(buffer: bytearray, offset: int, width: int, value: int) -> None:
+    """Overwrite ``width`` bits of ``buffer`` at bit ``offset`` with ``value`` (a fixed-width
+    field patched in place: nothing else moves)."""
+    if value < 0 or value >> width:
+        raise ValueError(f"{value} does not fit in {width} bits")
+    first = offset >> 3
+    last = (offset + width + 7) >> 3
+    span = (last - first) * 8
+    shift = span - (offset - first * 8) - width
+    current = int.from_bytes(buffer[first:last], "big")
+    mask = ((1 << width) - 1) << shift
+    current = (current & ~mask) | (value << shift)
+    buffer[first:last] = current.to_bytes(last - first, "big")

@@ -289,6 +289,7 @@ class StreamCleaner:
         self._run_anchor_ms: int | None = None
         self._run_squeezed = 0
         self._max_reorder: int | None = None  # the SPS's max_num_reorder_frames
+        self._sps_said: dict[bytes, bytes] = {}  # SPS NAL units as sent -> with the output's rate
         self._recent_frames_ms: deque = deque(maxlen=RATE_EVIDENCE + 1)  # input times of the last frames placed
         self._seen_keyframe = False
         self._skipping_to_keyframe = False
@@ -406,10 +407,7 @@ class StreamCleaner:
             fps = clamp_fps(declared)
             if fps is not None:
                 self._declared_fps = fps
-        fps = self._output_fps()
-        if fps and self._declared_fps and self._declared_fps >= fps * RATE_RISE:
-            # the rate the grid rises to once the frames bear the declaration out
-            fps = max(fps, min(RAISED_RATES, key=lambda standard: abs(standard - self._declared_fps)))
+        fps = self._announced_fps()
         if fps:
             out["framerate"] = float(fps)
             out.pop("videoframerate", None)
@@ -469,7 +467,21 @@ class StreamCleaner:
                 self.counters.dropped_for_lag += 1
                 return
             self._skipping_to_keyframe = False
+        if is_key and self._sps_said:
+            payload, nals = self._say_rate_in_band(tag, payload, nals)
         self._place_frame(tag, payload, nals, stamp.time_ms, now)
+
+    def _say_rate_in_band(self, tag, payload: bytes, nals: list[bytes]) -> tuple[bytes, list[bytes]]:
+        """A keyframe that carries its SPS in band (GStreamer's x264enc) gets the rewritten
+        SPS too (``_announce_rate``): a decoder takes the SPS it meets last."""
+        said = self._sps_said
+        if not any(avcc.nal_unit_type(nal) == 7 for nal in nals):
+            return payload, nals
+        replaced = [said.get(nal, nal) if avcc.nal_unit_type(nal) == 7 else nal for nal in nals]
+        if replaced == nals:
+            return payload, nals
+        data = avcc.join_nal_units(replaced, self._avc.nal_length_size)
+        return tags.build_video_tag(tag.frame_type, 1, data, tag.composition_time), replaced
 
     def _place_frame(self, tag, original: bytes, nals: list[bytes], time_ms: float, now: float) -> None:
         """Put one frame on the grid: the slot after the last one unless it is far early or late."""
@@ -817,7 +829,27 @@ class StreamCleaner:
                 self._avc = config
                 self._skip.observe_config(list(config.sps), list(config.pps))
                 self._read_sps(config)
+                payload = self._announce_rate(tag, config, payload)
         self._enqueue(VIDEO, self._side_ms(VIDEO), payload, now)
+
+    def _announce_rate(self, tag, config, payload: bytes) -> bytes:
+        """The sequence header with its SPS's timing saying the output's frame rate, where
+        the SPS says another: ffmpeg takes a stream's frame rate from it, and a stream
+        cleaned from 15 or 25 fps to 30 that still said 15 made ffmpeg's players and muxers
+        put two frames in one tick ("non monotonically increasing dts", 165 times in 8 s
+        at 15 fps). An SPS without timing info says nothing and stays as it is."""
+        from rtmprelay.media import avc
+
+        fps = self._announced_fps()
+        try:
+            sps = tuple(avc.sps_with_frame_rate(nal, fps) for nal in config.sps)
+        except MediaError:
+            return payload
+        self._sps_said = {old: new for old, new in zip(config.sps, sps) if old != new}
+        if sps == config.sps:
+            return payload
+        record = avcc.build_avc_config(attrs.evolve(config, sps=sps))
+        return tags.build_video_tag(tag.frame_type, 0, record, tag.composition_time)
 
     def _read_sps(self, config) -> None:
         from rtmprelay.media import avc
@@ -832,6 +864,15 @@ class StreamCleaner:
         self._max_reorder = sps.max_num_reorder_frames
         if sps.frame_rate:
             self._declared_fps = self._declared_fps or clamp_fps(float(sps.frame_rate))
+
+    def _announced_fps(self) -> float:
+        """The rate the output is said to have before its frames show it (onMetaData, the
+        SPS): the grid's, or the one it rises to once the frames bear a faster declared
+        rate out."""
+        fps = self._output_fps()
+        if self._declared_fps and self._declared_fps >= fps * RATE_RISE:
+            fps = max(fps, min(RAISED_RATES, key=lambda standard: abs(standard - self._declared_fps)))
+        return fps
 
     @property
     def output_fps(self) -> float | None:

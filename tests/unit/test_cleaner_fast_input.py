@@ -148,3 +148,38 @@ def test_a_bridge_fills_at_the_raised_rate(encoder_tags):
     filled = [m.timestamp for m in bridge.fill(now + 1.0) if m.type_id == 9]
     steps = [b - a for a, b in zip(filled, filled[1:])]
     assert len(filled) >= 50 and set(steps) <= {16, 17}, steps
+
+
+@pytest.mark.parametrize(("fps", "announced"), [(15, 30), (25, 30), (30, 30), (60, 60)])
+def test_the_sequence_header_says_the_output_rate(encoder_tags, fps, announced):
+    """The SPS's timing says the rate the output has: ffmpeg takes a stream's frame rate from
+    it, and a stream cleaned from 15 to 30 fps that still said 15 made ffmpeg put two frames
+    in one tick (165 "non monotonically increasing dts" in 8 s, found by QA)."""
+    from rtmprelay.media import avc, avcc, tags
+
+    tags_in = encoder_tags("x264-baseline", fps, seconds=2)
+    _, out = clean(tags_in)
+    header = next(m for m in out if m.type_id == 9 and m.header)
+    config = avcc.parse_avc_config(tags.parse_video_tag(header.payload).data)
+    assert [avc.parse_sps(nal).frame_rate for nal in config.sps] == [announced]
+    original = next(t for t in tags_in if t.tag_type == 9)
+    if fps == announced:
+        assert header.payload == original.payload  # nothing to say: the same bytes
+    else:
+        before = avcc.parse_avc_config(tags.parse_video_tag(original.payload).data)
+        assert (config.pps, config.nal_length_size) == (before.pps, before.nal_length_size)
+
+
+def test_an_sps_sent_in_band_says_the_output_rate_too(encoder_tags):
+    """GStreamer's x264enc repeats SPS and PPS inside every keyframe; a decoder takes the
+    last SPS it meets, so those say the output rate as well."""
+    from rtmprelay.media import avc, avcc, tags
+
+    _, out = clean(encoder_tags("gst-x264enc", 15, seconds=3))
+    rates = []
+    for message in out:
+        if message.type_id == 9 and message.keyframe:
+            for nal in avcc.split_nal_units(tags.parse_video_tag(message.payload).data):
+                if avc.nal_unit_type(nal) == 7:
+                    rates.append(avc.parse_sps(nal).frame_rate)
+    assert rates and set(rates) == {30}, rates

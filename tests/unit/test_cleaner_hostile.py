@@ -17,7 +17,7 @@ from rtmprelay.media.cleaner import (
 )
 from rtmprelay.media.message import MediaMessage
 from rtmprelay.testing.validate import validate
-from tests.unit.test_cleaner_encoders import CLOUDFLARE, encoded  # noqa: F401 - the session fixture
+from tests.unit.test_cleaner_encoders import CLOUDFLARE
 
 #: Generated messages one call may return beyond what came in: two seconds of each track.
 GENERATED_BOUND = int(GENERATED_BURST_S * (MAX_FPS + 96000 / 1024)) + 1
@@ -51,11 +51,11 @@ def as_messages(tags, *, pause=None, stall=None):
 
 
 @pytest.mark.parametrize("pause_ms", [500, 1000, 3000])
-def test_a_video_pause_from_x264_zerolatency_ref3_is_bridged_not_raised(encoded, pause_ms):
+def test_a_video_pause_from_x264_zerolatency_ref3_is_bridged_not_raised(encoder_tags, pause_ms):
     """MaxFrameNum 16 with 3 references allows 12 skip frames in a row: the 13th raised
     MediaError and disconnected the publisher. The rest of the gap stays a gap."""
     cleaner = StreamCleaner(CLOUDFLARE)
-    out, _ = run(cleaner, as_messages(encoded("x264-zerolatency-ref3"), pause=(3000, pause_ms)))
+    out, _ = run(cleaner, as_messages(encoder_tags("x264-zerolatency-ref3"), pause=(3000, pause_ms)))
     counters = cleaner.counters
     assert 0 < counters.duplicated <= 12, counters
     assert counters.video_out == counters.video_in + counters.duplicated
@@ -65,10 +65,10 @@ def test_a_video_pause_from_x264_zerolatency_ref3_is_bridged_not_raised(encoded,
     assert "MaxFrameNum" in verdict.detail and not verdict.repaired
 
 
-def test_a_three_hour_stall_generates_a_bounded_amount(encoded):
+def test_a_three_hour_stall_generates_a_bounded_amount(encoder_tags):
     """After a 3 h stall one video frame emitted 465,116 silent AAC frames in one call."""
     cleaner = StreamCleaner(CLOUDFLARE)
-    out, most = run(cleaner, as_messages(encoded("x264-baseline"), stall=(5000, 3 * 3600 * 1000)))
+    out, most = run(cleaner, as_messages(encoder_tags("x264-baseline"), stall=(5000, 3 * 3600 * 1000)))
     assert most <= GENERATED_BOUND
     assert cleaner.counters.silence_inserted + cleaner.counters.duplicated <= 2 * GENERATED_BOUND, cleaner.counters
     timestamps = [m.timestamp for m in out]
@@ -76,9 +76,9 @@ def test_a_three_hour_stall_generates_a_bounded_amount(encoded):
 
 
 @pytest.mark.parametrize("step_ms", [9_000, 2**31 - 1, 2**32 - 33, 10 * 3600 * 1000])
-def test_a_timestamp_step_generates_a_bounded_amount(encoded, step_ms):
+def test_a_timestamp_step_generates_a_bounded_amount(encoder_tags, step_ms):
     """One push turned a timestamp step into 155,042 generated messages."""
-    tags = encoded("x264-baseline")
+    tags = encoder_tags("x264-baseline")
     messages = [(t.tag_type, (t.timestamp + (step_ms if t.timestamp >= 4000 else 0)) % 2**32, t.payload, t.timestamp / 1000) for t in tags]
     # and a real 9 s gap: the arrival clock agrees
     messages += [(t.tag_type, t.timestamp + 30_000, t.payload, t.timestamp / 1000 + 19) for t in tags if t.payload[1] == 1][:200]
@@ -90,22 +90,22 @@ def test_a_timestamp_step_generates_a_bounded_amount(encoded, step_ms):
 
 
 @pytest.mark.parametrize("declared", [1e9, 2.0**53, 1e300, float("inf"), float("nan"), -5.0, 0.0, 1e-300])
-def test_an_absurd_declared_frame_rate_is_clamped(encoded, declared):
+def test_an_absurd_declared_frame_rate_is_clamped(encoder_tags, declared):
     """``--fps source`` with an onMetaData frame rate of 1e9 hung the cleaner."""
     cleaner = StreamCleaner(CleanerConfig.from_profile("cloudflare", fps=None))
     metadata = cleaner.rewrite_metadata({"framerate": declared})
     started = time.perf_counter()
-    out, most = run(cleaner, as_messages(encoded("x264-baseline")[:200]))
+    out, most = run(cleaner, as_messages(encoder_tags("x264-baseline")[:200]))
     assert time.perf_counter() - started < 5
     assert 1 <= metadata["framerate"] <= MAX_FPS
     assert most <= GENERATED_BOUND
 
 
-def test_an_sps_changing_its_order_count_type_then_a_p_frame(encoded):
+def test_an_sps_changing_its_order_count_type_then_a_p_frame(encoder_tags):
     """A sequence header that changes pic_order_cnt_type (2 -> 0), then a P frame of the
     new stream without an IDR: a TypeError in skipframe.py."""
-    first = [t for t in encoded("x264-baseline") if t.tag_type == 9]  # type 2, no B-frames
-    then = [t for t in encoded("x264-high-b2") if t.tag_type == 9]  # type 0
+    first = [t for t in encoder_tags("x264-baseline") if t.tag_type == 9]  # type 2, no B-frames
+    then = [t for t in encoder_tags("x264-high-b2") if t.tag_type == 9]  # type 0
     cleaner = StreamCleaner(CLOUDFLARE)
     messages = [(9, t.timestamp, t.payload, t.timestamp / 1000) for t in first[:40]]
     messages.append((9, 1400, then[0].payload, 1.4))  # the other sequence header
@@ -114,8 +114,8 @@ def test_an_sps_changing_its_order_count_type_then_a_p_frame(encoded):
     assert cleaner.counters.video_in == 40 - 1 + 15
 
 
-def test_an_inter_frame_of_one_empty_nal_is_counted_and_skipped(encoded):
-    tags = encoded("x264-zerolatency-ref3")[:60]
+def test_an_inter_frame_of_one_empty_nal_is_counted_and_skipped(encoder_tags):
+    tags = encoder_tags("x264-zerolatency-ref3")[:60]
     empty = bytes((0x27, 1, 0, 0, 0)) + bytes(4)  # one NAL unit of length 0
     cleaner = StreamCleaner(CLOUDFLARE)
     messages = as_messages(tags)
@@ -127,9 +127,9 @@ def test_an_inter_frame_of_one_empty_nal_is_counted_and_skipped(encoded):
 
 
 @pytest.mark.parametrize("config", [bytes.fromhex("1788000000080000"), bytes.fromhex("12080000")])
-def test_an_absurd_or_unusual_aac_config_is_not_raised(encoded, config):
+def test_an_absurd_or_unusual_aac_config_is_not_raised(encoder_tags, config):
     """Explicit sampling frequencies (1 Hz here) and 8 kHz: audio passes, nothing raises."""
-    tags = encoded("x264-baseline")[:200]
+    tags = encoder_tags("x264-baseline")[:200]
     cleaner = StreamCleaner(CLOUDFLARE)
     messages = as_messages(tags)
     messages.insert(5, (8, 100, bytes((0xAF, 0)) + config, 0.1))

@@ -16,7 +16,7 @@ from rtmprelay.media import tags as flv_tags
 from rtmprelay.media.cleaner import StreamCleaner
 from rtmprelay.media.message import MediaMessage
 from rtmprelay.testing.validate import validate
-from tests.unit.test_cleaner_encoders import CLOUDFLARE, encoded  # noqa: F401 - the session fixture
+from tests.unit.test_cleaner_encoders import CLOUDFLARE
 
 PERIOD_MS = 1000 / 30
 
@@ -76,8 +76,8 @@ def assert_well_formed(out):
 
 
 @pytest.fixture
-def x264(encoded):
-    tags = encoded("x264-default")
+def x264(encoder_tags):
+    tags = encoder_tags("x264-default")
     first = [t for t in tags if is_frame(t)][:2]
     # libx264 (via ffmpeg) decodes its first frame at 0 and shows it at 67: two frames of reordering
     assert [(t.timestamp, cts_of(t.payload)) for t in first] == [(0, 67), (34, 133)]
@@ -134,11 +134,11 @@ def test_a_stuck_decoding_time_is_squeezed_at_most_the_reorder_depth(x264, stuck
     assert_well_formed(out)
 
 
-def test_a_collision_its_presentation_time_does_not_allow_goes_the_old_way(encoded):
+def test_a_collision_its_presentation_time_does_not_allow_goes_the_old_way(encoder_tags):
     """No B-frames (composition time 0): a frame decoded at its predecessor's time is shown
     then too; a later decoding time would need a negative composition time, so it is
     retimed to the next slot as before, not squeezed."""
-    tags = encoded("x264-baseline")
+    tags = encoder_tags("x264-baseline")
     video = [t for t in tags if is_frame(t)]
     assert all(cts_of(t.payload) == 0 for t in video)
     given = [(t.tag_type, t.timestamp, t.payload) for t in tags if t.tag_type in (8, 9)]

@@ -675,3 +675,18 @@ def test_mutated_nal_units_raise_only_media_error(name):
                 parse(bytes(data))
             except MediaError:
                 pass
+
+
+def test_sps_with_frame_rate_rewrites_only_the_timing(encoder_tags):
+    import attrs
+
+    from rtmprelay.media import avc, avcc, tags
+
+    header = next(t for t in encoder_tags("x264-baseline", 25, seconds=1) if t.tag_type == 9)
+    sps = avcc.parse_avc_config(tags.parse_video_tag(header.payload).data).sps[0]
+    before = avc.parse_sps(sps)
+    after = avc.parse_sps(avc.sps_with_frame_rate(sps, 30.0))
+    assert before.frame_rate == 25 and after.frame_rate == 30
+    changed = {f for f in attrs.fields_dict(avc.SPS) if getattr(before, f) != getattr(after, f)}
+    assert changed <= {"num_units_in_tick", "time_scale"}
+    assert avc.sps_with_frame_rate(sps, 25.0) == sps

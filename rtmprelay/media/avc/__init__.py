@@ -11,7 +11,8 @@ One job per module, all of them exported here:
   ``avcc``, ``skipframe``, the HLS writers and the test streams share;
 * ``_rbsp``: the NAL header byte (``nal_unit_type``, ``nal_ref_idc``, and
   ``nal_header`` for parsers), and emulation prevention taken out and put back;
-* ``_parameter_sets``: ``parse_sps`` (with VUI) and ``parse_pps``;
+* ``_parameter_sets``: ``parse_sps`` (with VUI), ``parse_pps``, and ``sps_with_frame_rate``
+  (the VUI timing rewritten for a changed frame rate);
 * ``_slice_header``: ``parse_slice_header`` and its values (hot: once per slice
   when a stream is cleaned);
 * ``_slice_writer``: ``write_slice_header``, ``replace_slice_header``,
@@ -50,7 +51,7 @@ from rtmprelay.media.avc._constants import (
     SLICE_SI,
     SLICE_SP,
 )
-from rtmprelay.media.avc._parameter_sets import PPS, SPS, parse_pps, parse_sps
+from rtmprelay.media.avc._parameter_sets import PPS, SPS, parse_pps, parse_sps, sps_with_frame_rate
 from rtmprelay.media.avc._rbsp import (
     escape_rbsp,
     make_nal,
@@ -109,6 +110,7 @@ __all__ = [
     "nal_ref_idc",
     "nal_unit_type",
     "parse_sps",
+    "sps_with_frame_rate",
     "parse_pps",
     "parse_slice_header",
     "write_slice_header",

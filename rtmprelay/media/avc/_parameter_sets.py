@@ -13,8 +13,8 @@ import attrs
 
 from rtmprelay.errors import MediaError
 from rtmprelay.media.avc._constants import HIGH_PROFILES, MAX_PIC_SIZE_IN_MBS, NAL_PPS, NAL_SPS
-from rtmprelay.media.avc._rbsp import rbsp_reader
-from rtmprelay.media.bits import BitReader
+from rtmprelay.media.avc._rbsp import escape_rbsp, rbsp_reader, unescape_rbsp
+from rtmprelay.media.bits import BitReader, put_bits
 
 _EXTENDED_SAR = 255
 
@@ -57,6 +57,8 @@ class SPS:
     fixed_frame_rate_flag: bool | None = None
     max_num_reorder_frames: int | None = None
     max_dec_frame_buffering: int | None = None
+    #: Where num_units_in_tick starts, in bits from the first bit of the RBSP (None: no timing info).
+    timing_info_bit: int | None = None
 
     @property
     def chroma_array_type(self) -> int:
@@ -158,6 +160,7 @@ def _parse_vui(r: BitReader) -> dict:
         r.ue_max(5, "chroma_sample_loc_type_top_field")
         r.ue_max(5, "chroma_sample_loc_type_bottom_field")
     if r.flag("timing_info_present_flag"):
+        out["timing_info_bit"] = r.position
         out["num_units_in_tick"] = r.u(32, "num_units_in_tick")
         out["time_scale"] = r.u(32, "time_scale")
         out["fixed_frame_rate_flag"] = r.flag("fixed_frame_rate_flag")
@@ -399,3 +402,21 @@ def parse_pps(nal: bytes, sps_by_id: dict[int, SPS]) -> PPS:
         redundant_pic_cnt_present_flag=redundant_pic_cnt_present_flag,
         **extra,
     )
+
+
+def sps_with_frame_rate(nal: bytes, fps: float) -> bytes:
+    """The SPS NAL unit with its VUI timing saying ``fps`` (num_units_in_tick and time_scale,
+    E.2.1, patched in place: both are 32-bit fields), or the NAL unit as it was when it has
+    no timing info or already says that rate. For a stream whose frame rate a relay changed,
+    so that what its SPS says is what its timestamps do (ffmpeg takes the stream's frame rate
+    from it)."""
+    sps = parse_sps(nal)
+    if sps.timing_info_bit is None:
+        return nal
+    rate = Fraction(fps).limit_denominator(1001)
+    if sps.frame_rate == rate:
+        return nal
+    rbsp = bytearray(unescape_rbsp(nal[1:]))
+    put_bits(rbsp, sps.timing_info_bit, 32, rate.denominator)  # a tick is a field: two per frame
+    put_bits(rbsp, sps.timing_info_bit + 32, 32, 2 * rate.numerator)
+    return nal[:1] + escape_rbsp(bytes(rbsp))

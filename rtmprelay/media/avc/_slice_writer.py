@@ -17,7 +17,7 @@ from rtmprelay.media.avc._slice_header import (
     SliceHeader,
     slice_group_change_cycle_bits,
 )
-from rtmprelay.media.bits import BitWriter
+from rtmprelay.media.bits import BitWriter, put_bits
 
 
 def _write_modifications(w: BitWriter, ops: tuple[Modification, ...]) -> None:
@@ -180,27 +180,14 @@ def patch_slice_numbers(
     """
     rbsp = bytearray(unescape_rbsp(nal[1:]))
     if frame_num is not None:
-        _put_bits(rbsp, header.frame_num_bit, sps.log2_max_frame_num_minus4 + 4, frame_num)
+        put_bits(rbsp, header.frame_num_bit, sps.log2_max_frame_num_minus4 + 4, frame_num)
     if pic_order_cnt_lsb is not None:
         if header.pic_order_cnt_lsb_bit is None:
             raise ValueError("this slice header has no pic_order_cnt_lsb")
-        _put_bits(
+        put_bits(
             rbsp,
             header.pic_order_cnt_lsb_bit,
             sps.log2_max_pic_order_cnt_lsb_minus4 + 4,
             pic_order_cnt_lsb,
         )
     return nal[:1] + escape_rbsp(bytes(rbsp))
-
-
-def _put_bits(buffer: bytearray, offset: int, width: int, value: int) -> None:
-    if value < 0 or value >> width:
-        raise ValueError(f"{value} does not fit in {width} bits")
-    first = offset >> 3
-    last = (offset + width + 7) >> 3
-    span = (last - first) * 8
-    shift = span - (offset - first * 8) - width
-    current = int.from_bytes(buffer[first:last], "big")
-    mask = ((1 << width) - 1) << shift
-    current = (current & ~mask) | (value << shift)
-    buffer[first:last] = current.to_bytes(last - first, "big")
