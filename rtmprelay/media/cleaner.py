@@ -635,7 +635,10 @@ class StreamCleaner:
             return None
         step = max(1, int(period // (bound + 1)))
         low = max(self._video_out_ms + 1, self._released_ms)
-        high = min(self._video_floor - 1, anchor + composition_time)
+        # Below the next slot by more than a millisecond of rounding: a squeezed frame is never a
+        # whole period (33 or 34 ms at 30 fps) after its slot, so what reads decoding times alone
+        # can tell it from the next slot's frame (a squeeze to 47 after a slot at 14 read as a slot).
+        high = min(self._video_floor - 1, anchor + composition_time, anchor + math.floor(period) - 1)
         if low > high:
             self._run_anchor_ms = None  # the rest of the run goes the old way, in order
             return None
