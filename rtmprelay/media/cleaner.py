@@ -248,6 +248,11 @@ class _Budget:
         self.tokens = min(self.burst, self.tokens + unused)
 
 
+def _standard_rate(fps: float) -> float:
+    """The one of ``RAISED_RATES`` nearest ``fps``."""
+    return min(RAISED_RATES, key=lambda standard: abs(standard - fps))
+
+
 def clamp_fps(fps: float | None) -> float | None:
     """A publisher's frame rate in ``MIN_FPS..MAX_FPS``; None for nothing usable (NaN, <= 0)."""
     if fps is None or not fps > 0:  # NaN fails too
@@ -290,7 +295,6 @@ class StreamCleaner:
         self._run_squeezed = 0
         self._max_reorder: int | None = None  # the SPS's max_num_reorder_frames
         self._sps_said: dict[bytes, bytes] = {}  # SPS NAL units as sent -> with the output's rate
-        self._recent_frames_ms: deque = deque(maxlen=RATE_EVIDENCE + 1)  # input times of the last frames placed
         self._seen_keyframe = False
         self._skipping_to_keyframe = False
         self._last_key_time_ms: float | None = None
@@ -475,9 +479,7 @@ class StreamCleaner:
         """A keyframe that carries its SPS in band (GStreamer's x264enc) gets the rewritten
         SPS too (``_announce_rate``): a decoder takes the SPS it meets last."""
         said = self._sps_said
-        if not any(avcc.nal_unit_type(nal) == 7 for nal in nals):
-            return payload, nals
-        replaced = [said.get(nal, nal) if avcc.nal_unit_type(nal) == 7 else nal for nal in nals]
+        replaced = [said.get(nal, nal) for nal in nals]  # only SPS NAL units are keys
         if replaced == nals:
             return payload, nals
         data = avcc.join_nal_units(replaced, self._avc.nal_length_size)
@@ -488,9 +490,6 @@ class StreamCleaner:
         period = 1000.0 / self._output_fps()
         is_key = tag.frame_type == FRAME_KEY
         last = self._last_slot
-        recent = self._recent_frames_ms
-        if not recent or time_ms != recent[-1]:
-            recent.append(time_ms)
         if last is None:
             # The grid's phase is the first frame's: a constant-rate input sits on it exactly.
             # Audio may already have left past it (the video came after the start hold): then,
@@ -560,17 +559,18 @@ class StreamCleaner:
         its audio by a frame interval every two frames, and after ``max_video_lag_ms``
         whole GOPs would be dropped to catch up.
 
-        The evidence is the last ``RATE_EVIDENCE`` frame intervals (input times), or the
+        The evidence is the last ``RATE_EVIDENCE`` frame intervals (input timestamps, as
+        ``_measure_video`` keeps them for the input frame rate), or the
         last two where the publisher declared the rate they show: all within a quarter
         of their mean, so a burst of frames after a stall (intervals near 0) or jitter
         is no rate. The rate is snapped to ``RAISED_RATES`` and never lowered again."""
         fps = self._output_fps()
-        recent = list(self._recent_frames_ms)
+        times = self._video_times
         declared = self._declared_fps
         for count in ((2, RATE_EVIDENCE) if declared else (RATE_EVIDENCE,)):
-            if len(recent) <= count:
+            if len(times) <= count:
                 return None
-            steps = [b - a for a, b in zip(recent[-count - 1 :], recent[-count:])]
+            steps = [times[i] - times[i - 1] for i in range(-count, 0)]
             mean = sum(steps) / count
             if mean <= 0 or max(steps) > 1.25 * mean or min(steps) < 0.75 * mean:
                 return None
@@ -582,7 +582,7 @@ class StreamCleaner:
                 break
         if rate < fps * RATE_RISE:
             return None
-        new_fps = min(RAISED_RATES, key=lambda standard: abs(standard - rate))
+        new_fps = _standard_rate(rate)
         if new_fps <= fps or abs(rate / new_fps - 1.0) > 0.25:
             return None
         self._fps = new_fps
@@ -874,7 +874,7 @@ class StreamCleaner:
         rate out."""
         fps = self._output_fps()
         if self._declared_fps and self._declared_fps >= fps * RATE_RISE:
-            fps = max(fps, min(RAISED_RATES, key=lambda standard: abs(standard - self._declared_fps)))
+            fps = max(fps, _standard_rate(self._declared_fps))
         return fps
 
     @property
