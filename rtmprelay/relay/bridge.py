@@ -187,9 +187,7 @@ class Bridge:
             maker = self._new_maker()
             for message in frames:
                 self._observe(maker, message.payload)
-                shown = message.timestamp + self._cts
-                if self._last_pts_ms is None or shown > self._last_pts_ms:
-                    self._last_pts_ms = shown
+                self._last_pts_ms = max(self._last_pts_ms, message.timestamp + self._cts)
         except MediaError as error:
             self.why_no_video = str(error)
             return
@@ -246,7 +244,7 @@ class Bridge:
                 return None
         self.video_frames += 1
         self._slot = round((timestamp - self._video_origin) / self.period_ms) + 1
-        self._last_pts_ms = max(self._last_pts_ms if self._last_pts_ms is not None else timestamp, timestamp + self._cts)
+        self._last_pts_ms = max(self._last_pts_ms, timestamp + self._cts)  # set: a stream with video
         if self._pending_keyframe:
             self._pending_keyframe = False
             return MediaMessage.of(flv.VIDEO, timestamp, self._keyframe)

@@ -25,6 +25,7 @@ from twisted.logger import Logger
 
 from rtmprelay.media.cleaner import CleanerConfig, LongGop, StreamCleaner
 from rtmprelay.media.flv import AUDIO, VIDEO
+from rtmprelay.media.gate import KeyframeGate
 from rtmprelay.media.message import MediaMessage
 from rtmprelay.relay.bridge import Bridge, BridgeStart, Splice
 from rtmprelay.relay.meters import FrameRate, KeyframeIntervals
@@ -434,14 +435,18 @@ class LiveStream:
 class _Rebased:
     """A sink that joined a running stream, on a timeline that starts with its first frame."""
 
-    __slots__ = ("sink", "offset", "wait_for_keyframe")
+    __slots__ = ("sink", "offset", "gate")
 
     def __init__(self, sink: MediaSink, wait_for_keyframe: bool = False) -> None:
         """``wait_for_keyframe``: nothing but sequence headers before the stream's next
-        keyframe (no GOP was kept to start it with), as nginx-rtmp's players wait."""
+        keyframe (no GOP was kept to start it with), as nginx-rtmp's players wait: the
+        keyframe gate every sink sheds load with, closed from the start."""
         self.sink = sink
         self.offset: int | None = None
-        self.wait_for_keyframe = wait_for_keyframe
+        self.gate: KeyframeGate | None = None
+        if wait_for_keyframe:
+            self.gate = KeyframeGate()
+            self.gate.skip_to_keyframe()
 
     def on_metadata(self, metadata: dict) -> None:
         self.sink.on_metadata(metadata)
@@ -451,7 +456,7 @@ class _Rebased:
             if message.header:
                 self.sink.on_media(message.retimed(0))
                 return
-            if self.wait_for_keyframe and not message.keyframe:
+            if self.gate is not None and not self.gate.admit(message):
                 return  # frames that refer to pictures this sink never had: a decoder makes garbage of them
             self.offset = message.timestamp
         since = (message.timestamp - self.offset) & 0xFFFFFFFF
